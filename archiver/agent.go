@@ -1,0 +1,194 @@
+package archiver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The agent is a resident process beside PostgreSQL. It keeps one warm store
+// client, ships every .ready file as soon as it appears with Parallel
+// workers, and answers wal-push over a Unix socket in pg_wal/walship, so that
+// archive_command becomes a thin client that returns as soon as its file is
+// durable (usually: at once).
+//
+// Protocol, one request per connection:
+//
+//	client: PUSH <file name> <repository>\n
+//	agent:  OK\n  or  ERR <message>\n
+
+// SocketPath is where the agent listens for a given pg_wal directory.
+func SocketPath(walDir string) string {
+	return filepath.Join(walDir, "walship", "agent.sock")
+}
+
+// Agent serves one pg_wal directory.
+type Agent struct {
+	Shipper *Shipper
+	Repo    string        // the repository URL as configured; wal-push must name the same
+	Poll    time.Duration // how often archive_status is scanned; default 200ms
+
+	mu       sync.Mutex
+	inFlight map[string]bool
+}
+
+// Run listens and ships until ctx is cancelled.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.Poll == 0 {
+		a.Poll = 200 * time.Millisecond
+	}
+	a.inFlight = map[string]bool{}
+	sock := SocketPath(a.Shipper.WALDir)
+	ln, err := listenUnix(sock)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+	go func() { <-ctx.Done(); ln.Close() }()
+	a.Shipper.Log.Info("agent listening", "socket", sock, "repository", a.Shipper.Store.String(), "parallel", a.Shipper.Parallel)
+
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range a.Shipper.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				if err := a.Shipper.Push(ctx, name); err != nil && ctx.Err() == nil {
+					a.Shipper.Log.Warn("push failed; will retry", "file", name, "err", err)
+				}
+				a.mu.Lock()
+				delete(a.inFlight, name)
+				a.mu.Unlock()
+			}
+		}()
+	}
+	go a.serve(ctx, ln)
+
+	tick := time.NewTicker(a.Poll)
+	defer tick.Stop()
+	pruned := time.Now()
+	for {
+		a.dispatch(ctx, work)
+		if time.Since(pruned) > time.Minute {
+			a.Shipper.journal.Prune(a.Shipper.WALDir)
+			pruned = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			close(work)
+			wg.Wait()
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// dispatch hands every ready, unshipped, not-in-flight file to a worker,
+// blocking while all workers are busy (which bounds memory).
+func (a *Agent) dispatch(ctx context.Context, work chan<- string) {
+	for _, name := range a.Shipper.Ready() {
+		a.mu.Lock()
+		busy := a.inFlight[name]
+		a.mu.Unlock()
+		// Has, not Matches: a stale entry is caught when PostgreSQL asks.
+		if busy || a.Shipper.journal.Has(name) {
+			continue
+		}
+		a.mu.Lock()
+		a.inFlight[name] = true
+		a.mu.Unlock()
+		select {
+		case work <- name:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (a *Agent) serve(ctx context.Context, ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go a.handle(ctx, conn)
+	}
+}
+
+func (a *Agent) handle(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	f := strings.SplitN(strings.TrimRight(line, "\n"), " ", 3)
+	var reply string
+	switch {
+	case len(f) != 3 || f[0] != "PUSH":
+		reply = "ERR bad request"
+	case f[2] != a.Repo:
+		reply = fmt.Sprintf("ERR the agent archives to %s but this wal-push is configured for %s", a.Repo, f[2])
+	default:
+		// Push shares an upload already running for this name.
+		if err := a.Shipper.Push(ctx, f[1]); err != nil {
+			reply = "ERR " + strings.ReplaceAll(err.Error(), "\n", " ")
+		} else {
+			reply = "OK"
+		}
+	}
+	conn.Write([]byte(reply + "\n"))
+}
+
+// listenUnix binds the socket, replacing a stale one left by a dead agent but
+// refusing to start beside a live one.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another walship agent is already serving %s", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// ErrNoAgent: no agent is listening; the caller ships the file itself.
+var ErrNoAgent = errors.New("no agent")
+
+// AskAgent asks a running agent to push name and waits up to timeout for it
+// to be durable. It returns ErrNoAgent when none is listening.
+func AskAgent(walDir, repo, name string, timeout time.Duration) error {
+	conn, err := net.DialTimeout("unix", SocketPath(walDir), time.Second)
+	if err != nil {
+		return ErrNoAgent
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(conn, "PUSH %s %s\n", name, repo); err != nil {
+		return ErrNoAgent
+	}
+	reply, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("the walship agent did not answer for %s: %w", name, err)
+	}
+	reply = strings.TrimSpace(reply)
+	if reply == "OK" {
+		return nil
+	}
+	return errors.New(strings.TrimPrefix(reply, "ERR "))
+}

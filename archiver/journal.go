@@ -1,0 +1,129 @@
+package archiver
+
+import (
+	"encoding/json"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Journal remembers which files in pg_wal are already safely in the
+// repository, so that PostgreSQL's later archive_command calls for segments a
+// look-ahead or the agent shipped return at once. One small file per entry
+// under pg_wal/walship/journal: concurrent writers never clash, and it
+// survives restarts. It is only a shortcut: a lost entry means one more
+// (idempotent) push, and an entry is trusted only while it still matches the
+// file on disk.
+type Journal struct {
+	dir string
+}
+
+// Entry describes the file that was shipped.
+type Entry struct {
+	Size    int64     `json:"size"`
+	ModTime int64     `json:"mtime_ns"`
+	Inode   uint64    `json:"inode"`
+	CRC32C  uint32    `json:"crc32c"` // of the whole file; cheap to recompute
+	SHA256  string    `json:"sha256"`
+	Stored  time.Time `json:"stored"`
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func OpenJournal(walDir string) (*Journal, error) {
+	dir := filepath.Join(walDir, "walship", "journal")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return &Journal{dir: dir}, nil
+}
+
+// Has reports whether an entry exists, without checking the file.
+func (j *Journal) Has(name string) bool {
+	_, err := os.Stat(filepath.Join(j.dir, name))
+	return err == nil
+}
+
+// Matches reports whether name was shipped and the file at path is still the
+// file that was shipped.
+func (j *Journal) Matches(name, path string) bool {
+	data, err := os.ReadFile(filepath.Join(j.dir, name))
+	if err != nil {
+		return false
+	}
+	var e Entry
+	if json.Unmarshal(data, &e) != nil {
+		return false
+	}
+	cur, err := describe(path)
+	if err != nil || cur.Size != e.Size || cur.ModTime != e.ModTime || cur.Inode != e.Inode {
+		return false
+	}
+	crc, err := fileCRC(path)
+	return err == nil && crc == e.CRC32C
+}
+
+// Record notes that the file at path was stored with the given SHA-256.
+func (j *Journal) Record(name, path, sha256 string) error {
+	e, err := describe(path)
+	if err != nil {
+		return err
+	}
+	if e.CRC32C, err = fileCRC(path); err != nil {
+		return err
+	}
+	e.SHA256, e.Stored = sha256, time.Now().UTC()
+	data, _ := json.Marshal(e)
+	tmp := filepath.Join(j.dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(j.dir, name))
+}
+
+// Prune drops entries whose file is gone from walDir (PostgreSQL removed or
+// recycled it), keeping the journal as small as pg_wal.
+func (j *Journal) Prune(walDir string) {
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(walDir, name)); os.IsNotExist(err) {
+			os.Remove(filepath.Join(j.dir, name))
+		}
+	}
+}
+
+func describe(path string) (Entry, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		e.Inode = st.Ino
+	}
+	return e, nil
+}
+
+func fileCRC(path string) (uint32, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, f); err != nil {
+		return 0, err
+	}
+	return h.Sum32(), nil
+}

@@ -1,0 +1,318 @@
+// Package archiver puts data into the repository: the WAL push pipeline
+// (wal-push, its look-ahead, and the resident agent).
+package archiver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/storage"
+)
+
+// ErrConflict: a different file is already stored under the same name.
+var ErrConflict = errors.New("a different file is already archived under this name")
+
+// Shipper ships files from one pg_wal directory to one repository. It is safe
+// for concurrent use; concurrent pushes of the same name share one upload.
+type Shipper struct {
+	Store    storage.Store
+	Encoder  *codec.Encoder
+	WALDir   string
+	Parallel int // files in flight at once, the requested one included
+	Log      *slog.Logger
+
+	journal  *Journal
+	flight   singleflight.Group
+	idMu     sync.Mutex
+	idSystem uint64 // system id this repository was confirmed to belong to
+}
+
+// NewShipper prepares a shipper for walDir (PostgreSQL's pg_wal).
+func NewShipper(st storage.Store, enc *codec.Encoder, walDir string, parallel int, log *slog.Logger) (*Shipper, error) {
+	j, err := OpenJournal(walDir)
+	if err != nil {
+		return nil, fmt.Errorf("opening the push journal in %s: %w", walDir, err)
+	}
+	if parallel < 1 {
+		parallel = 1
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Shipper{Store: st, Encoder: enc, WALDir: walDir, Parallel: parallel, Log: log, journal: j}, nil
+}
+
+// Push makes sure the file name in pg_wal is durably in the repository. It
+// returns nil only once the store confirmed the object, or when the same
+// content was already there.
+func (s *Shipper) Push(ctx context.Context, name string) error {
+	_, err, _ := s.flight.Do(name, func() (any, error) { return nil, s.push(ctx, name) })
+	return err
+}
+
+func (s *Shipper) push(ctx context.Context, name string) error {
+	path := filepath.Join(s.WALDir, name)
+	kind := pg.KindOf(name)
+	if kind == pg.KindUnknown {
+		return fmt.Errorf("%s is not a file walship archives: expected a WAL segment, .partial, .backup or .history file", path)
+	}
+	if s.journal.Matches(name, path) {
+		return nil
+	}
+	if err := s.validate(ctx, name, path, kind); err != nil {
+		return err
+	}
+	key, _ := catalog.WALKey(name)
+	obj, h, err := s.Encoder.EncodeFile(path, name)
+	if err != nil {
+		return err
+	}
+	err = s.Store.Put(ctx, key, obj, storage.PutOptions{IfNotExists: true})
+	if errors.Is(err, storage.ErrExists) {
+		err = s.compareExisting(ctx, key, name, h)
+	}
+	if err != nil {
+		return err
+	}
+	s.Log.Info("archived", "file", name, "bytes", h.Size, "stored", len(obj))
+	if err := s.journal.Record(name, path, h.SHA256); err != nil {
+		s.Log.Warn("could not record in journal", "file", name, "err", err)
+	}
+	return nil
+}
+
+// compareExisting decides whether an object already under key holds the same
+// bytes (an identical re-push, fine) or others (refused, never overwritten).
+func (s *Shipper) compareExisting(ctx context.Context, key, name string, h codec.Header) error {
+	rc, err := s.Store.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("%s is already archived but could not be read to compare: %w", name, err)
+	}
+	defer rc.Close()
+	old, err := codec.ReadHeader(rc)
+	if err != nil {
+		return fmt.Errorf("%s is already archived but the stored object is unreadable (%v); it was not overwritten: inspect %s in %s", name, err, key, s.Store)
+	}
+	if old.SHA256 == h.SHA256 && old.Size == h.Size {
+		return nil
+	}
+	what := "This usually means two servers archive into one repository (split brain) or the repository was reused; the stored file was kept."
+	if pg.KindOf(name) == pg.KindHistory {
+		what = "History files are never overwritten: two servers promoted to the same timeline, or the repository was reused."
+	}
+	return fmt.Errorf("%w: %s in %s differs from the local file (stored sha256 %s, local %s). %s",
+		ErrConflict, name, s.Store, short(old.SHA256), short(h.SHA256), what)
+}
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
+}
+
+var (
+	historyLineRe = regexp.MustCompile(`^\d+\s+[0-9A-Fa-f]+/[0-9A-Fa-f]+(\s.*)?$`)
+	maxTextFile   = int64(1 << 20)
+)
+
+// validate refuses what is not a file PostgreSQL would archive, and segments
+// of another database system.
+func (s *Shipper) validate(ctx context.Context, name, path string, kind pg.Kind) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case pg.KindSegment, pg.KindPartial:
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		page := make([]byte, 64)
+		n, _ := io.ReadFull(f, page)
+		f.Close()
+		h, err := pg.ParseSegmentHeader(name, page[:n])
+		if err != nil {
+			return err
+		}
+		if fi.Size() != int64(h.SegSize) {
+			return fmt.Errorf("%s: size %d does not match the segment size %d in its header (incomplete file?)", name, fi.Size(), h.SegSize)
+		}
+		return s.checkSystem(ctx, h.SystemID, h.SegSize)
+	default:
+		if fi.Size() > maxTextFile {
+			return fmt.Errorf("%s: %d bytes is too large for a %s", name, fi.Size(), kind)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := validateText(kind, data); err != nil {
+			return fmt.Errorf("%s: not a valid %s: %v", name, kind, err)
+		}
+		// Text files carry no system id; the server's control file does.
+		if sys, err := pg.ControlSystemID(filepath.Dir(s.WALDir)); err == nil {
+			return s.checkSystemIfKnown(ctx, sys)
+		}
+		return nil
+	}
+}
+
+func validateText(kind pg.Kind, data []byte) error {
+	if bytes.IndexByte(data, 0) >= 0 {
+		return errors.New("binary content")
+	}
+	if kind == pg.KindBackup {
+		if !bytes.Contains(data, []byte("START WAL LOCATION:")) {
+			return errors.New("no START WAL LOCATION line")
+		}
+		return nil
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !historyLineRe.MatchString(line) {
+			return fmt.Errorf("unexpected line %q", line)
+		}
+	}
+	return nil
+}
+
+// checkSystem confirms (once per process, and once per pg_wal thanks to a
+// small cache file) that the repository belongs to systemID, claiming it when new.
+func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint32) error {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.idSystem == systemID || s.cachedSystem() == systemID {
+		s.idSystem = systemID
+		return nil
+	}
+	if _, err := catalog.EnsureIdentity(ctx, s.Store, systemID, segSize); err != nil {
+		return err
+	}
+	s.idSystem = systemID
+	s.saveCachedSystem(systemID)
+	return nil
+}
+
+func (s *Shipper) checkSystemIfKnown(ctx context.Context, systemID uint64) error {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.idSystem == systemID || s.cachedSystem() == systemID {
+		return nil
+	}
+	id, err := catalog.LoadIdentity(ctx, s.Store)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // the first segment will claim the repository
+	}
+	if err != nil {
+		return err
+	}
+	if id.SystemID != systemID {
+		return fmt.Errorf("%w: %s belongs to database system %d, but this server is system %d; point WALSHIP_REPO at a new, empty location",
+			catalog.ErrWrongSystem, s.Store, id.SystemID, systemID)
+	}
+	s.idSystem = systemID
+	return nil
+}
+
+type identityCache struct {
+	Repo     string `json:"repo"`
+	SystemID uint64 `json:"system_identifier,string"`
+}
+
+func (s *Shipper) cachePath() string { return filepath.Join(s.WALDir, "walship", "identity.json") }
+
+func (s *Shipper) cachedSystem() uint64 {
+	data, err := os.ReadFile(s.cachePath())
+	if err != nil {
+		return 0
+	}
+	var c identityCache
+	if json.Unmarshal(data, &c) != nil || c.Repo != s.Store.String() {
+		return 0
+	}
+	return c.SystemID
+}
+
+func (s *Shipper) saveCachedSystem(id uint64) {
+	data, _ := json.Marshal(identityCache{Repo: s.Store.String(), SystemID: id})
+	tmp := s.cachePath() + ".tmp"
+	if os.WriteFile(tmp, data, 0o600) == nil {
+		os.Rename(tmp, s.cachePath())
+	}
+}
+
+// Ready lists files PostgreSQL has marked ready for archiving, in the order
+// its archiver would take them: history files first, then by name.
+func (s *Shipper) Ready() []string {
+	ents, err := os.ReadDir(filepath.Join(s.WALDir, "archive_status"))
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".ready"); ok && pg.KindOf(n) != pg.KindUnknown {
+			names = append(names, n)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool {
+		hi, hj := pg.KindOf(names[i]) == pg.KindHistory, pg.KindOf(names[j]) == pg.KindHistory
+		if hi != hj {
+			return hi
+		}
+		return names[i] < names[j]
+	})
+	return names
+}
+
+// PushWithLookahead pushes name and, in parallel, up to Parallel-1 other
+// ready files not yet shipped, so PostgreSQL's next calls find them done.
+// Only name's outcome decides the result; the others are best effort.
+func (s *Shipper) PushWithLookahead(ctx context.Context, name string) error {
+	var g errgroup.Group
+	g.SetLimit(s.Parallel)
+	var result error
+	g.Go(func() error { result = s.Push(ctx, name); return nil })
+	extra := 0
+	for _, other := range s.Ready() {
+		if extra >= s.Parallel-1 {
+			break
+		}
+		if other == name || s.journal.Has(other) {
+			continue
+		}
+		extra++
+		g.Go(func() error {
+			if err := s.Push(ctx, other); err != nil {
+				s.Log.Warn("look-ahead push failed; PostgreSQL will retry it", "file", other, "err", err)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	s.journal.Prune(s.WALDir)
+	return result
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/storage"
+)
+
+// config holds the settings every command shares. Each flag has an
+// environment variable (envOf); a flag given on the command line wins.
+type config struct {
+	repo         string
+	s3           storage.S3Options
+	compression  string
+	level        int
+	recipients   string
+	keyFile      string
+	timeout      time.Duration
+	retryBudget  time.Duration
+	verbose      bool
+	walParallel  int
+	prefetch     int
+	pgdata       string
+	agentTimeout time.Duration
+	noAgent      bool
+}
+
+// envOf maps each flag to its environment variable.
+var envOf = map[string]string{
+	"repo":                 "WALSHIP_REPO",
+	"s3-endpoint":          "WALSHIP_S3_ENDPOINT",
+	"s3-region":            "WALSHIP_S3_REGION",
+	"s3-path-style":        "WALSHIP_S3_PATH_STYLE",
+	"s3-ca-file":           "WALSHIP_S3_CA_FILE",
+	"s3-sse":               "WALSHIP_S3_SSE",
+	"s3-sse-kms-key-id":    "WALSHIP_S3_SSE_KMS_KEY_ID",
+	"s3-checksum":          "WALSHIP_S3_CHECKSUM",
+	"compression":          "WALSHIP_COMPRESSION",
+	"compression-level":    "WALSHIP_COMPRESSION_LEVEL",
+	"encryption-recipient": "WALSHIP_ENCRYPTION_RECIPIENT",
+	"encryption-key-file":  "WALSHIP_ENCRYPTION_KEY_FILE",
+	"timeout":              "WALSHIP_TIMEOUT",
+	"retry-budget":         "WALSHIP_RETRY_BUDGET",
+	"verbose":              "WALSHIP_VERBOSE",
+	"parallel":             "WALSHIP_WAL_PARALLEL",
+	"prefetch":             "WALSHIP_WAL_PREFETCH",
+	"pgdata":               "PGDATA",
+	"agent-timeout":        "WALSHIP_AGENT_TIMEOUT",
+	"no-agent":             "WALSHIP_NO_AGENT",
+}
+
+func (c *config) registerCommon(fs *pflag.FlagSet) {
+	fs.StringVar(&c.repo, "repo", "", "repository URL: s3://bucket/prefix or file:///path")
+	fs.StringVar(&c.s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (empty: AWS)")
+	fs.StringVar(&c.s3.Region, "s3-region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
+	fs.BoolVar(&c.s3.PathStyle, "s3-path-style", false, "use path-style S3 addressing (MinIO and most S3-compatible stores)")
+	fs.StringVar(&c.s3.CAFile, "s3-ca-file", "", "PEM file of CA certificates to trust for the S3 endpoint")
+	fs.StringVar(&c.s3.SSE, "s3-sse", "", "server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS)")
+	fs.StringVar(&c.s3.SSEKMSKeyID, "s3-sse-kms-key-id", "", "KMS key id for aws:kms server-side encryption")
+	fs.StringVar(&c.s3.Checksum, "s3-checksum", "md5", "upload integrity check the store verifies: md5 (every S3-compatible store), sha256, crc32 (the AWS SDK's default; breaks some stores) or none")
+	fs.StringVar(&c.compression, "compression", "zstd", "compression: "+strings.Join(codec.Compressions, ", "))
+	fs.IntVar(&c.level, "compression-level", 0, "compression level (0: the codec's default)")
+	fs.StringVar(&c.recipients, "encryption-recipient", "", "encrypt with age for these public keys (age1..., comma-separated)")
+	fs.StringVar(&c.keyFile, "encryption-key-file", "", "age identity file: decrypts, and encrypts when no recipient is given")
+	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "limit for one store call")
+	fs.DurationVar(&c.retryBudget, "retry-budget", time.Minute, "total time to keep retrying a failing store call")
+	fs.BoolVarP(&c.verbose, "verbose", "v", false, "log every file shipped or fetched")
+}
+
+// applyEnv fills every flag not given on the command line from its
+// environment variable, and names the variable when its value is invalid.
+func applyEnv(fs *pflag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		env, ok := envOf[f.Name]
+		if !ok || f.Changed {
+			return
+		}
+		if v, set := os.LookupEnv(env); set && v != "" {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("environment variable %s=%q is invalid for --%s: %v", env, v, f.Name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (c *config) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if c.verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func (c *config) openStore(ctx context.Context) (storage.Store, error) {
+	if c.repo == "" {
+		return nil, errors.New("no repository configured: set WALSHIP_REPO or --repo to s3://bucket/prefix or file:///path")
+	}
+	return storage.Open(ctx, c.repo, storage.Options{S3: c.s3, CallTimeout: c.timeout, RetryBudget: c.retryBudget})
+}
+
+func (c *config) encoder() (*codec.Encoder, error) {
+	if err := codec.CheckCompression(c.compression); err != nil {
+		return nil, err
+	}
+	rs, _, err := codec.Keys(c.recipients, c.keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &codec.Encoder{Compression: c.compression, Level: c.level, Recipients: rs}, nil
+}
+
+func (c *config) decoder() (*codec.Decoder, error) {
+	_, ids, err := codec.Keys("", c.keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &codec.Decoder{Identities: ids}, nil
+}

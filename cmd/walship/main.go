@@ -1,0 +1,72 @@
+// Command walship archives PostgreSQL WAL to object storage and restores it.
+// This file holds the command tree only; the work happens in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// exitError carries a specific exit code to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if ee == nil || ee.err != errQuiet {
+		fmt.Fprintln(os.Stderr, "walship:", err)
+	}
+	os.Exit(code)
+}
+
+// errQuiet exits with a code and no message (wal-fetch's "not found").
+var errQuiet = errors.New("")
+
+func newRoot() *cobra.Command {
+	c := &config{}
+	root := &cobra.Command{
+		Use:           "walship",
+		Short:         "WAL archiving, base backups and point-in-time recovery for PostgreSQL",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return applyEnv(cmd.Flags())
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	// A restore_command mistake must stop recovery, not read as "not found".
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if cmd.Name() == "wal-fetch" {
+			return &exitError{code: exitFatal, err: err}
+		}
+		return &exitError{code: 2, err: fmt.Errorf("%w (see walship %s --help)", err, cmd.Name())}
+	})
+	c.registerCommon(root.PersistentFlags())
+	root.AddCommand(walPushCmd(c), walFetchCmd(c), agentCmd(c), checkCmd(c))
+	return root
+}

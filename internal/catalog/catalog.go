@@ -1,0 +1,88 @@
+// Package catalog knows the repository's layout: where each kind of file
+// lives, and the identity record that ties a repository to one database system.
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/storage"
+)
+
+// IdentityKey holds the repository's identity, written at the first push.
+const IdentityKey = "walship.json"
+
+// WALPrefix is where archived WAL lives.
+const WALPrefix = "wal/"
+
+// WALKey is the object key of a file PostgreSQL archives. Segments (and
+// .partial and .backup files) are grouped by timeline and log id, 256
+// segments of 16 MiB per folder, so listing a range stays cheap; history
+// files sit at the top of wal/.
+func WALKey(name string) (string, error) {
+	switch pg.KindOf(name) {
+	case pg.KindSegment, pg.KindPartial, pg.KindBackup:
+		return WALPrefix + name[:16] + "/" + name, nil
+	case pg.KindHistory:
+		return WALPrefix + name, nil
+	}
+	return "", fmt.Errorf("%q is not a WAL segment, .partial, .backup or .history file name", name)
+}
+
+// Identity ties a repository to the database system that writes to it.
+type Identity struct {
+	SystemID       uint64    `json:"system_identifier,string"`
+	WALSegmentSize uint32    `json:"wal_segment_size"`
+	Created        time.Time `json:"created"`
+}
+
+// ErrWrongSystem: the repository belongs to another database system.
+var ErrWrongSystem = errors.New("repository belongs to another database system")
+
+// LoadIdentity reads the identity; storage.ErrNotFound means a new repository.
+func LoadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
+	rc, err := st.Get(ctx, IdentityKey)
+	if err != nil {
+		return Identity{}, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return Identity{}, fmt.Errorf("reading %s: %w", IdentityKey, err)
+	}
+	var id Identity
+	if err := json.Unmarshal(data, &id); err != nil || id.SystemID == 0 {
+		return Identity{}, fmt.Errorf("%s in %s is not a walship identity record (%v); is this location used by something else?", IdentityKey, st, err)
+	}
+	return id, nil
+}
+
+// EnsureIdentity checks that the repository belongs to systemID, claiming it
+// when it is new. Two first pushes racing each other both end up comparing
+// with the one record that won.
+func EnsureIdentity(ctx context.Context, st storage.Store, systemID uint64, segSize uint32) (Identity, error) {
+	id, err := LoadIdentity(ctx, st)
+	if errors.Is(err, storage.ErrNotFound) {
+		id = Identity{SystemID: systemID, WALSegmentSize: segSize, Created: time.Now().UTC()}
+		data, _ := json.MarshalIndent(id, "", "  ")
+		err = st.Put(ctx, IdentityKey, append(data, '\n'), storage.PutOptions{IfNotExists: true})
+		if errors.Is(err, storage.ErrExists) {
+			id, err = LoadIdentity(ctx, st)
+		}
+	}
+	if err != nil {
+		return Identity{}, err
+	}
+	if id.SystemID != systemID {
+		return id, fmt.Errorf("%w: %s belongs to database system %d, but this server is system %d. "+
+			"Each database system needs its own repository: point WALSHIP_REPO at a new, empty location "+
+			"(every initdb creates a new system; a restored or streamed copy keeps its source's)",
+			ErrWrongSystem, st, id.SystemID, systemID)
+	}
+	return id, nil
+}

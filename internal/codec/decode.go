@@ -1,0 +1,170 @@
+package codec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+)
+
+// ErrNoKey: the object is encrypted and no identity was configured.
+var ErrNoKey = errors.New("object is encrypted but no decryption key is configured: set WALSHIP_ENCRYPTION_KEY_FILE (or --encryption-key-file) to the age identity file")
+
+// Decoder turns stored objects back into the original bytes.
+type Decoder struct {
+	// Identities decrypt age-encrypted objects.
+	Identities []age.Identity
+}
+
+// Decode reads an object from src and writes the original bytes to dst,
+// verifying size and SHA-256. When wantName is set, the object must have been
+// stored under that name. A failure caused by the data is ErrCorrupt; a
+// failure of src itself (network, timeout) is returned as it is.
+func (d *Decoder) Decode(src io.Reader, dst io.Writer, wantName string) (Header, error) {
+	s, br := newBufferedSource(src)
+	fail := func(h Header, format string, args ...any) (Header, error) {
+		if s.err != nil {
+			return h, fmt.Errorf("reading object: %w", s.err)
+		}
+		return h, fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	h, err := ReadHeader(br)
+	if err != nil {
+		if s.err != nil {
+			return h, fmt.Errorf("reading object: %w", s.err)
+		}
+		return h, err
+	}
+	if wantName != "" && h.Name != wantName {
+		return h, fmt.Errorf("%w: object holds %q, not %q", ErrCorrupt, h.Name, wantName)
+	}
+	var payload io.Reader = br
+	switch h.Encryption {
+	case "":
+	case "age":
+		if len(d.Identities) == 0 {
+			return h, ErrNoKey
+		}
+		r, err := age.Decrypt(br, d.Identities...)
+		if err != nil {
+			var noMatch *age.NoIdentityMatchError
+			if errors.As(err, &noMatch) {
+				return h, errors.New("the configured decryption key does not match this object: it was encrypted for another age recipient")
+			}
+			return fail(h, "decryption: %v", err)
+		}
+		payload = r
+	default:
+		return h, fmt.Errorf("%w: unknown encryption %q", ErrCorrupt, h.Encryption)
+	}
+	dr, err := decompressor(h.Compression, payload)
+	if err != nil {
+		return fail(h, "%s stream: %v", h.Compression, err)
+	}
+	defer dr.Close()
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(dst, sum), dr)
+	if err != nil {
+		if s.err == nil && isWriteErr(err) {
+			return h, err
+		}
+		return fail(h, "%s stream: %v", h.Compression, err)
+	}
+	if n != h.Size {
+		return fail(h, "decoded %d bytes, header says %d", n, h.Size)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != h.SHA256 {
+		return fail(h, "SHA-256 of decoded bytes is %s, header says %s", got, h.SHA256)
+	}
+	return h, nil
+}
+
+// writeError marks errors of the destination so they are not blamed on the object.
+type writeError struct{ error }
+
+func (w writeError) Unwrap() error { return w.error }
+
+func isWriteErr(err error) bool {
+	var we writeError
+	return errors.As(err, &we)
+}
+
+// DecodeToFile decodes src into path atomically: a temporary file in the same
+// directory is written, fsynced and renamed into place only once verified.
+func (d *Decoder) DecodeToFile(src io.Reader, path, wantName string) (Header, error) {
+	tmp, err := os.CreateTemp(dirOf(path), ".walship-tmp-*")
+	if err != nil {
+		return Header{}, err
+	}
+	defer os.Remove(tmp.Name())
+	h, err := d.Decode(src, errWriter{tmp}, wantName)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return h, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return h, err
+	}
+	return h, syncDir(dirOf(path))
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+type errWriter struct{ w io.Writer }
+
+func (e errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil {
+		err = writeError{err}
+	}
+	return n, err
+}
+
+func dirOf(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		if i == 0 {
+			return "/"
+		}
+		return path[:i]
+	}
+	return "."
+}
+
+func decompressor(name string, r io.Reader) (io.ReadCloser, error) {
+	switch name {
+	case "zstd":
+		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, err
+		}
+		return z.IOReadCloser(), nil
+	case "s2":
+		return io.NopCloser(s2.NewReader(r)), nil
+	case "gzip":
+		return gzip.NewReader(r)
+	case "none":
+		return io.NopCloser(r), nil
+	}
+	return nil, CheckCompression(name)
+}
