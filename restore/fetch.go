@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/walship/walship/internal/catalog"
@@ -135,17 +136,15 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 }
 
 // fetchAll downloads names into dir with parallel workers; once a name is not
-// in the archive, later names are not started (they cannot exist yet either).
+// in the archive, later names are not started (they cannot exist yet either),
+// while downloads already running finish.
 func (f *Fetcher) fetchAll(ctx context.Context, dir string, names []string, parallel int) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var ended atomic.Bool
 	sem := make(chan struct{}, max(parallel, 1))
 	for _, name := range names {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		sem <- struct{}{}
+		if ended.Load() || ctx.Err() != nil {
+			<-sem
 			break
 		}
 		go func() {
@@ -153,7 +152,7 @@ func (f *Fetcher) fetchAll(ctx context.Context, dir string, names []string, para
 			key, _ := catalog.WALKey(name)
 			err := f.fetchOnce(ctx, key, name, filepath.Join(dir, name))
 			if errors.Is(err, storage.ErrNotFound) {
-				cancel()
+				ended.Store(true)
 			} else if err != nil && f.Log != nil {
 				f.Log.Warn("prefetch failed; the segment will be fetched when asked for", "file", name, "err", err)
 			}

@@ -1,0 +1,212 @@
+package archiver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/storage"
+)
+
+const segSize = 1 << 20
+
+type rig struct {
+	t      *testing.T
+	walDir string
+	repo   string
+	store  storage.Store
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	walDir := filepath.Join(dir, "pg_wal")
+	os.MkdirAll(filepath.Join(walDir, "archive_status"), 0o700)
+	repo := "file://" + filepath.Join(dir, "repo")
+	st, err := storage.Open(context.Background(), repo, storage.Options{RetryBudget: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, walDir: walDir, repo: repo, store: st}
+}
+
+// segment writes a fake segment into pg_wal and marks it ready.
+func (r *rig) segment(name string, system uint64, seed uint64) []byte {
+	data := pg.FakeSegment(name, system, segSize, seed)
+	r.file(name, data)
+	return data
+}
+
+func (r *rig) file(name string, data []byte) {
+	if err := os.WriteFile(filepath.Join(r.walDir, name), data, 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(r.walDir, "archive_status", name+".ready"), nil, 0o600)
+}
+
+func (r *rig) shipper(parallel int) *Shipper {
+	s, err := NewShipper(r.store, &codec.Encoder{}, r.walDir, parallel, nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return s
+}
+
+// stored decodes what the repository holds for name.
+func (r *rig) stored(name string) ([]byte, error) {
+	key, _ := catalog.WALKey(name)
+	rc, err := r.store.Get(context.Background(), key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	_, err = (&codec.Decoder{}).Decode(rc, &buf, name)
+	return buf.Bytes(), err
+}
+
+func TestPushStoresExactBytesAndClaimsRepository(t *testing.T) {
+	r := newRig(t)
+	data := r.segment("000000010000000000000001", 7, 1)
+	if err := r.shipper(1).Push(context.Background(), "000000010000000000000001"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.stored("000000010000000000000001")
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("stored bytes differ: %v", err)
+	}
+	id, err := catalog.LoadIdentity(context.Background(), r.store)
+	if err != nil || id.SystemID != 7 || id.WALSegmentSize != segSize {
+		t.Fatalf("identity %+v %v", id, err)
+	}
+}
+
+func TestRepushIdenticalSucceedsConflictingFails(t *testing.T) {
+	r := newRig(t)
+	name := "000000010000000000000002"
+	r.segment(name, 7, 1)
+	if err := r.shipper(1).Push(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh pg_wal (no journal) pushing the same bytes: idempotent.
+	os.RemoveAll(filepath.Join(r.walDir, "walship"))
+	if err := r.shipper(1).Push(context.Background(), name); err != nil {
+		t.Fatalf("identical re-push failed: %v", err)
+	}
+	// Different bytes under the same name: refused, the stored file kept.
+	original, _ := r.stored(name)
+	r.segment(name, 7, 2)
+	err := r.shipper(1).Push(context.Background(), name)
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "split brain") {
+		t.Fatalf("conflicting push: %v", err)
+	}
+	if now, _ := r.stored(name); !bytes.Equal(now, original) {
+		t.Fatal("stored segment was overwritten")
+	}
+}
+
+func TestHistoryFileNeverOverwritten(t *testing.T) {
+	r := newRig(t)
+	r.file("00000002.history", []byte("1\t0/3000000\tno recovery target specified\n"))
+	if err := r.shipper(1).Push(context.Background(), "00000002.history"); err != nil {
+		t.Fatal(err)
+	}
+	r.file("00000002.history", []byte("1\t0/5000000\tno recovery target specified\n"))
+	os.RemoveAll(filepath.Join(r.walDir, "walship"))
+	err := r.shipper(1).Push(context.Background(), "00000002.history")
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "never overwritten") {
+		t.Fatalf("got %v", err)
+	}
+	got, _ := r.stored("00000002.history")
+	if !bytes.Contains(got, []byte("0/3000000")) {
+		t.Fatalf("history overwritten: %q", got)
+	}
+}
+
+func TestOtherSystemRefused(t *testing.T) {
+	r := newRig(t)
+	r.segment("000000010000000000000001", 7, 1)
+	if err := r.shipper(1).Push(context.Background(), "000000010000000000000001"); err != nil {
+		t.Fatal(err)
+	}
+	other := newRig(t)
+	other.store = r.store
+	other.segment("000000010000000000000002", 8, 1)
+	err := other.shipper(1).Push(context.Background(), "000000010000000000000002")
+	if !errors.Is(err, catalog.ErrWrongSystem) || !strings.Contains(err.Error(), "new, empty location") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := other.stored("000000010000000000000002"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("segment of another system was stored: %v", err)
+	}
+}
+
+func TestNotWALRefused(t *testing.T) {
+	r := newRig(t)
+	r.file("000000010000000000000003", bytes.Repeat([]byte("hello"), segSize/5))
+	err := r.shipper(1).Push(context.Background(), "000000010000000000000003")
+	if err == nil || !strings.Contains(err.Error(), "not a WAL segment") {
+		t.Fatalf("got %v", err)
+	}
+	r.file("00000003.history", []byte{0, 1, 2, 3})
+	if err := r.shipper(1).Push(context.Background(), "00000003.history"); err == nil {
+		t.Fatal("binary history file accepted")
+	}
+	seg := pg.FakeSegment("000000010000000000000004", 7, segSize, 1)
+	r.file("000000010000000000000004", seg[:segSize/2])
+	if err := r.shipper(1).Push(context.Background(), "000000010000000000000004"); err == nil || !strings.Contains(err.Error(), "incomplete") {
+		t.Fatalf("half segment: %v", err)
+	}
+}
+
+func TestLookaheadShipsReadySegmentsAndJournalAnswersLater(t *testing.T) {
+	r := newRig(t)
+	var names []string
+	for i := 1; i <= 6; i++ {
+		name := pg.Segment{Timeline: 1, Seg: uint32(i)}.Name()
+		names = append(names, name)
+		r.segment(name, 7, uint64(i))
+	}
+	s := r.shipper(4)
+	if err := s.PushWithLookahead(context.Background(), names[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names {
+		_, err := r.stored(name)
+		if i < 4 && err != nil {
+			t.Errorf("%s should have been shipped ahead: %v", name, err)
+		}
+		if i >= 4 && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s shipped beyond the parallel limit: %v", name, err)
+		}
+	}
+	// The journal answers for shipped segments even with the store gone.
+	s.Store = brokenStore{}
+	if err := s.PushWithLookahead(context.Background(), names[1]); err != nil {
+		t.Fatalf("journaled segment needed the store: %v", err)
+	}
+	// But not once the file changed: then the store is asked again.
+	r.segment(names[2], 7, 99)
+	if err := s.Push(context.Background(), names[2]); err == nil {
+		t.Fatal("changed file was trusted from the journal")
+	}
+}
+
+type brokenStore struct{ storage.Store }
+
+func (brokenStore) Put(context.Context, string, []byte, storage.PutOptions) error {
+	return errors.New("store down")
+}
+func (brokenStore) Get(context.Context, string) (io.ReadCloser, error) {
+	return nil, errors.New("store down")
+}
+func (brokenStore) String() string { return "broken://" }

@@ -1,0 +1,135 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/storage"
+)
+
+const segSize = 1 << 20
+
+func setup(t *testing.T, n int) (storage.Store, string, map[string][]byte) {
+	dir := t.TempDir()
+	st, err := storage.Open(context.Background(), "file://"+filepath.Join(dir, "repo"), storage.Options{RetryBudget: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := catalog.EnsureIdentity(ctx, st, 7, segSize); err != nil {
+		t.Fatal(err)
+	}
+	segs := map[string][]byte{}
+	for i := 1; i <= n; i++ {
+		name := pg.Segment{Timeline: 1, Seg: uint32(i)}.Name()
+		data := pg.FakeSegment(name, 7, segSize, uint64(i))
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, data, 0o600)
+		obj, _, err := (&codec.Encoder{}).EncodeFile(path, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := catalog.WALKey(name)
+		if err := st.Put(ctx, key, obj, storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		segs[name] = data
+	}
+	pgWal := filepath.Join(dir, "data", "pg_wal")
+	os.MkdirAll(pgWal, 0o700)
+	return st, filepath.Join(pgWal, "RECOVERYXLOG"), segs
+}
+
+func TestFetchWritesVerifiedFile(t *testing.T) {
+	st, dest, segs := setup(t, 1)
+	f := &Fetcher{Store: st, Decoder: &codec.Decoder{}}
+	name := pg.Segment{Timeline: 1, Seg: 1}.Name()
+	if err := f.Fetch(context.Background(), name, dest); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dest)
+	if !bytes.Equal(got, segs[name]) {
+		t.Fatal("fetched bytes differ")
+	}
+	err := f.Fetch(context.Background(), pg.Segment{Timeline: 1, Seg: 2}.Name(), dest+"2")
+	if !errors.Is(err, ErrNotInArchive) {
+		t.Fatalf("missing segment: %v", err)
+	}
+	if _, err := os.Stat(dest + "2"); !os.IsNotExist(err) {
+		t.Fatal("missing segment left a file")
+	}
+}
+
+func TestCorruptObjectFailsLoudly(t *testing.T) {
+	st, dest, _ := setup(t, 1)
+	name := pg.Segment{Timeline: 1, Seg: 1}.Name()
+	key, _ := catalog.WALKey(name)
+	rc, _ := st.Get(context.Background(), key)
+	obj, _ := io.ReadAll(rc)
+	rc.Close()
+	st.Delete(context.Background(), key)
+	st.Put(context.Background(), key, obj[:len(obj)-1000], storage.PutOptions{})
+	err := (&Fetcher{Store: st, Decoder: &codec.Decoder{}}).Fetch(context.Background(), name, dest)
+	if err == nil || errors.Is(err, ErrNotInArchive) || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), name) {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatal("corrupt object produced a destination file")
+	}
+}
+
+// downStore fails every call as a store outage would.
+type downStore struct{ storage.Store }
+
+func (downStore) Get(context.Context, string) (io.ReadCloser, error) {
+	return nil, errors.New("dial tcp 127.0.0.1:9: connection refused")
+}
+func (downStore) String() string { return "s3://down" }
+
+func TestOutageIsNotNotFound(t *testing.T) {
+	_, dest, _ := setup(t, 0)
+	f := &Fetcher{Store: downStore{}, Decoder: &codec.Decoder{}, Budget: 300 * time.Millisecond}
+	err := f.Fetch(context.Background(), "000000010000000000000001", dest)
+	if err == nil || errors.Is(err, ErrNotInArchive) || !strings.Contains(err.Error(), "giving up") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPrefetchFillsSpoolAndStopsAtEnd(t *testing.T) {
+	st, dest, segs := setup(t, 5)
+	f := &Fetcher{Store: st, Decoder: &codec.Decoder{}}
+	first := pg.Segment{Timeline: 1, Seg: 1}.Name()
+	if err := f.Prefetch(context.Background(), first, dest, 8, 4); err != nil {
+		t.Fatal(err)
+	}
+	spooled, _ := os.ReadDir(SpoolDir(dest))
+	var names []string
+	for _, e := range spooled {
+		if pg.KindOf(e.Name()) == pg.KindSegment {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) != 4 {
+		t.Fatalf("want segments 2..5 spooled, got %v", names)
+	}
+	// Served from the spool even with the store gone.
+	f.Store = downStore{}
+	second := pg.Segment{Timeline: 1, Seg: 2}.Name()
+	if err := f.Fetch(context.Background(), second, dest); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dest)
+	if !bytes.Equal(got, segs[second]) {
+		t.Fatal("spooled bytes differ")
+	}
+}
