@@ -41,17 +41,41 @@ func SpoolDir(dest string) string {
 }
 
 // Fetch writes the archived file name to dest atomically, verified. It
-// takes the file from the prefetch spool when it is there.
+// takes the file from the prefetch spool when it is there, or about to be.
 func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 	key, err := catalog.WALKey(name)
 	if err != nil {
 		return err
 	}
-	spooled := filepath.Join(SpoolDir(dest), name)
-	if err := os.Rename(spooled, dest); err == nil {
+	spool := SpoolDir(dest)
+	if pg.KindOf(name) == pg.KindSegment {
+		markLast(spool, name)
+	}
+	if f.takeSpooled(ctx, spool, name, dest) {
 		return nil
 	}
 	return f.fetchObject(ctx, key, name, dest)
+}
+
+// takeSpooled moves a prefetched copy of name to dest. When a live
+// prefetcher is downloading name right now, it waits for that download
+// rather than starting a second one.
+func (f *Fetcher) takeSpooled(ctx context.Context, spool, name, dest string) bool {
+	spooled := filepath.Join(spool, name)
+	marker := inflightMarker(spool, name)
+	for {
+		if os.Rename(spooled, dest) == nil {
+			return true
+		}
+		if _, err := os.Stat(marker); err != nil || !prefetcherAlive(spool) {
+			return false
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // fetchObject downloads and decodes one object, retrying transport failures
@@ -100,14 +124,15 @@ func (f *Fetcher) fetchOnce(ctx context.Context, key, name, dest string) error {
 	return err
 }
 
-// Prefetch fills the spool with up to n segments following name, in
-// parallel, and drops spooled segments older than name. It stops at the
-// first segment the archive does not have yet. One prefetcher per spool runs
-// at a time; a second call returns at once.
+// Prefetch keeps the spool filled with the n segments that follow the
+// newest one PostgreSQL asked for (name, then whatever later calls of Fetch
+// record), downloading up to parallel at once and dropping segments recovery
+// has passed. It returns when the archive has no next segment yet or when
+// recovery has not moved for a while. One prefetcher per spool runs at a
+// time; another call returns at once.
 func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel int) error {
-	seg, err := pg.ParseSegmentName(name)
-	if err != nil || pg.KindOf(name) != pg.KindSegment || n <= 0 {
-		return err
+	if pg.KindOf(name) != pg.KindSegment || n <= 0 {
+		return nil
 	}
 	spool := SpoolDir(dest)
 	if err := os.MkdirAll(spool, 0o700); err != nil {
@@ -118,27 +143,45 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 		return nil
 	}
 	defer unlock()
-	dropOlder(spool, name)
 
 	segSize := uint32(16 << 20)
 	if id, err := catalog.LoadIdentity(ctx, f.Store); err == nil && id.WALSegmentSize != 0 {
 		segSize = id.WALSegmentSize
 	}
-	var names []string
-	next := seg
-	for range n {
-		next = next.Next(segSize)
-		if _, err := os.Stat(filepath.Join(spool, next.Name())); err != nil {
-			names = append(names, next.Name())
+	idleSince := time.Now()
+	for ctx.Err() == nil {
+		current := lastRequested(spool, name)
+		dropOlder(spool, current)
+		seg, err := pg.ParseSegmentName(current)
+		if err != nil {
+			return err
+		}
+		var missing []string
+		for range n {
+			seg = seg.Next(segSize)
+			if _, err := os.Stat(filepath.Join(spool, seg.Name())); err != nil {
+				missing = append(missing, seg.Name())
+			}
+		}
+		if len(missing) == 0 {
+			if time.Since(idleSince) > 2*time.Second {
+				return nil
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		idleSince = time.Now()
+		if end := f.fetchAll(ctx, spool, missing, parallel); end {
+			return nil
 		}
 	}
-	return f.fetchAll(ctx, spool, names, parallel)
+	return ctx.Err()
 }
 
-// fetchAll downloads names into dir with parallel workers; once a name is not
-// in the archive, later names are not started (they cannot exist yet either),
-// while downloads already running finish.
-func (f *Fetcher) fetchAll(ctx context.Context, dir string, names []string, parallel int) error {
+// fetchAll downloads names into dir with parallel workers. Once a name is
+// not in the archive, later names are not started (they cannot exist yet),
+// while downloads already running finish; it then reports the end.
+func (f *Fetcher) fetchAll(ctx context.Context, dir string, names []string, parallel int) (end bool) {
 	var ended atomic.Bool
 	sem := make(chan struct{}, max(parallel, 1))
 	for _, name := range names {
@@ -147,21 +190,56 @@ func (f *Fetcher) fetchAll(ctx context.Context, dir string, names []string, para
 			<-sem
 			break
 		}
+		marker := inflightMarker(dir, name)
+		os.WriteFile(marker, nil, 0o600)
 		go func() {
-			defer func() { <-sem }()
+			defer func() { os.Remove(marker); <-sem }()
 			key, _ := catalog.WALKey(name)
 			err := f.fetchOnce(ctx, key, name, filepath.Join(dir, name))
 			if errors.Is(err, storage.ErrNotFound) {
 				ended.Store(true)
-			} else if err != nil && f.Log != nil {
-				f.Log.Warn("prefetch failed; the segment will be fetched when asked for", "file", name, "err", err)
+			} else if err != nil {
+				ended.Store(true) // let the foreground fetch retry and report it
+				if f.Log != nil {
+					f.Log.Warn("prefetch failed; the segment will be fetched when asked for", "file", name, "err", err)
+				}
 			}
 		}()
 	}
 	for range cap(sem) {
 		sem <- struct{}{}
 	}
-	return nil
+	return ended.Load()
+}
+
+func inflightMarker(spool, name string) string { return filepath.Join(spool, ".inflight-"+name) }
+
+// markLast records the newest segment PostgreSQL asked for, for the prefetcher.
+func markLast(spool, name string) {
+	if os.MkdirAll(spool, 0o700) != nil {
+		return
+	}
+	tmp := filepath.Join(spool, ".last.tmp")
+	if os.WriteFile(tmp, []byte(name), 0o600) == nil {
+		os.Rename(tmp, filepath.Join(spool, ".last"))
+	}
+}
+
+func lastRequested(spool, fallback string) string {
+	b, err := os.ReadFile(filepath.Join(spool, ".last"))
+	if err != nil || pg.KindOf(string(b)) != pg.KindSegment {
+		return fallback
+	}
+	return string(b)
+}
+
+// prefetcherAlive reports whether a prefetcher holds the spool's lock.
+func prefetcherAlive(spool string) bool {
+	unlock, ok := tryLock(filepath.Join(spool, ".lock"))
+	if ok {
+		unlock()
+	}
+	return !ok
 }
 
 // dropOlder removes spooled segments that sort before name: recovery has
