@@ -1,0 +1,341 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// noCredentials is the whole advice for a credential chain that found nothing.
+const noCredentials = "no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE"
+
+// s3Store keeps objects under bucket/prefix of an S3 or S3-compatible store.
+type s3Store struct {
+	client *s3.Client
+	creds  aws.CredentialsProvider
+	bucket string
+	prefix string // "" or ending in "/"
+	opts   S3Options
+}
+
+func newS3Store(ctx context.Context, bucket, prefix string, o S3Options) (*s3Store, error) {
+	switch o.Checksum {
+	case "":
+		o.Checksum = "md5"
+	case "md5", "sha256", "crc32", "none":
+	default:
+		return nil, fmt.Errorf("unknown S3 checksum %q: use md5 (default), sha256, crc32 or none", o.Checksum)
+	}
+	switch o.SSE {
+	case "", string(types.ServerSideEncryptionAes256), string(types.ServerSideEncryptionAwsKms):
+	default:
+		return nil, fmt.Errorf("unknown S3 server-side encryption %q: use AES256 (SSE-S3) or aws:kms (SSE-KMS)", o.SSE)
+	}
+	if o.SSEKMSKeyID != "" && o.SSE != string(types.ServerSideEncryptionAwsKms) {
+		return nil, fmt.Errorf("an SSE-KMS key ID needs S3 server-side encryption aws:kms")
+	}
+	if o.Endpoint != "" {
+		u, err := url.Parse(o.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("S3 endpoint %q is not a URL: use http://host:port or https://host:port", o.Endpoint)
+		}
+	}
+
+	load := []func(*config.LoadOptions) error{
+		// Retries live in the retry wrapper, with one budget for all backends.
+		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+	}
+	if o.Region != "" {
+		load = append(load, config.WithRegion(o.Region))
+	}
+	if o.Checksum != "crc32" {
+		// The SDK's newer default adds CRC32 trailers with aws-chunked
+		// encoding, which several S3-compatible stores reject. We choose the
+		// checksum ourselves instead.
+		load = append(load,
+			config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+			config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
+	}
+	if o.CAFile != "" {
+		pool, err := caPool(o.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		client := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			if tr.TLSClientConfig == nil {
+				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		})
+		load = append(load, config.WithHTTPClient(client))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, load...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration for s3://%s: %w", bucket, err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1" // MinIO and most S3-compatible stores accept it
+	}
+	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+		if o.Endpoint != "" {
+			so.BaseEndpoint = aws.String(o.Endpoint)
+		}
+		so.UsePathStyle = o.PathStyle
+	})
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &s3Store{client: client, creds: cfg.Credentials, bucket: bucket, prefix: prefix, opts: o}, nil
+}
+
+// caPool trusts the system roots plus every certificate in the PEM file.
+func caPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the S3 CA bundle: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("the S3 CA bundle %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+func (s *s3Store) String() string {
+	if s.prefix == "" {
+		return "s3://" + s.bucket
+	}
+	return "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/")
+}
+
+func (s *s3Store) url(key string) string { return "s3://" + s.bucket + "/" + s.prefix + key }
+
+func (s *s3Store) endpoint() string {
+	if s.opts.Endpoint != "" {
+		return s.opts.Endpoint
+	}
+	return "AWS S3"
+}
+
+// ready makes sure the credential chain yields something before a call, so a
+// missing configuration gets advice instead of a signing error. The SDK
+// caches credentials, so this costs nothing after the first call.
+func (s *s3Store) ready(ctx context.Context) error {
+	if s.creds == nil {
+		return permanent(nil, noCredentials)
+	}
+	if _, err := s.creds.Retrieve(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("loading S3 credentials: %w", err)
+		}
+		return permanent(err, noCredentials)
+	}
+	return nil
+}
+
+// codes extracts the S3 error code and HTTP status, when the server answered.
+func codes(err error) (code string, status int) {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		code = apiErr.ErrorCode()
+	}
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) {
+		status = respErr.HTTPStatusCode()
+	}
+	return code, status
+}
+
+// mapErr sorts an SDK error into ErrNotFound, ErrPermanent (with advice) or a
+// transient error (network, 5xx, throttling, BadDigest, timeouts). Messages
+// name bucket and key but never credentials.
+func (s *s3Store) mapErr(op, key string, err error) error {
+	code, status := codes(err)
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &certErr):
+		return permanent(err, "the TLS certificate of S3 endpoint %s is not trusted: give its CA bundle (S3 CA file option) or fix the endpoint", s.endpoint())
+	case code == "NoSuchBucket":
+		return permanent(nil, "S3 bucket %q does not exist at %s: create it or fix WALSHIP_REPO", s.bucket, s.endpoint())
+	case code == "InvalidBucketName":
+		return permanent(err, "%q is not a valid S3 bucket name: fix WALSHIP_REPO", s.bucket)
+	case code == "PermanentRedirect" || code == "AuthorizationHeaderMalformed":
+		// AWS answers so when the bucket lives in another region.
+		return permanent(err, "S3 bucket %q is not reachable in region %q: set AWS_REGION to the bucket's region", s.bucket, s.client.Options().Region)
+	case code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" ||
+		(status == http.StatusForbidden && code != "RequestTimeTooSkewed"):
+		return permanent(err, "access to S3 bucket %q denied (%s %s): the credentials are wrong or lack permission for this bucket", s.bucket, op, s.url(key))
+	case code == "NoSuchKey" || code == "NotFound" || status == http.StatusNotFound:
+		return fmt.Errorf("%s %s: %w", op, s.url(key), ErrNotFound)
+	}
+	return fmt.Errorf("%s %s: %w", op, s.url(key), err)
+}
+
+func (s *s3Store) Put(ctx context.Context, key string, body []byte, opts PutOptions) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	in := &s3.PutObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.prefix + key),
+		// A seekable body of known length: the SDK can sign and resend it
+		// without aws-chunked encoding.
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+	}
+	// The server recomputes the checksum and rejects a mismatch (BadDigest),
+	// so a stored object is the bytes we hold.
+	switch s.opts.Checksum {
+	case "md5":
+		sum := md5.Sum(body)
+		in.ContentMD5 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+	case "sha256":
+		sum := sha256.Sum256(body)
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmSha256
+		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+	case "crc32":
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
+	}
+	if s.opts.SSE != "" {
+		in.ServerSideEncryption = types.ServerSideEncryption(s.opts.SSE)
+		if s.opts.SSEKMSKeyID != "" {
+			in.SSEKMSKeyId = aws.String(s.opts.SSEKMSKeyID)
+		}
+	}
+	if opts.IfNotExists {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if _, err := s.client.PutObject(ctx, in); err != nil {
+		code, status := codes(err)
+		if opts.IfNotExists && (status == http.StatusPreconditionFailed || code == "PreconditionFailed" ||
+			status == http.StatusConflict || code == "ConditionalRequestConflict") {
+			return fmt.Errorf("put %s: %w", s.url(key), ErrExists)
+		}
+		return s.mapErr("put", key, err)
+	}
+	// Read after write: the object must be visible with the size we sent.
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: in.Bucket, Key: in.Key})
+	if err != nil {
+		err = s.mapErr("put (confirming)", key, err)
+		if errors.Is(err, ErrNotFound) {
+			// Not ErrNotFound to callers: the put is unconfirmed, retry it.
+			return fmt.Errorf("put %s: the store accepted the object but does not show it", s.url(key))
+		}
+		return err
+	}
+	if got := aws.ToInt64(head.ContentLength); got != int64(len(body)) {
+		return fmt.Errorf("put %s: the store reports %d bytes after we wrote %d", s.url(key), got, len(body))
+	}
+	return nil
+}
+
+func (s *s3Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
+	if err != nil {
+		return nil, s.mapErr("get", key, err)
+	}
+	return out.Body, nil
+}
+
+func (s *s3Store) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	if err := checkKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
+	if err := s.ready(ctx); err != nil {
+		return ObjectInfo{}, err
+	}
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
+	if err != nil {
+		err = s.mapErr("stat", key, err)
+		// HEAD answers carry no error code, so a missing bucket looks like a
+		// missing object. Ask once more: "not in the archive" must not hide
+		// a wrong repository.
+		if errors.Is(err, ErrNotFound) {
+			if _, berr := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)}); berr != nil {
+				if _, status := codes(berr); status == http.StatusNotFound {
+					return ObjectInfo{}, s.mapErr("stat", key, &smithy.GenericAPIError{Code: "NoSuchBucket"})
+				}
+			}
+		}
+		return ObjectInfo{}, err
+	}
+	return ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+}
+
+func (s *s3Store) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+	if err := checkPrefix(prefix); err != nil {
+		return nil, err
+	}
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	var out []ObjectInfo
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket: aws.String(s.bucket),
+		Prefix: aws.String(s.prefix + prefix),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, s.mapErr("list", prefix, err)
+		}
+		for _, o := range page.Contents {
+			key := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			if strings.HasSuffix(key, "/") {
+				continue // a "folder" marker some tools create, not an object
+			}
+			out = append(out, ObjectInfo{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+		}
+	}
+	// S3 lists in UTF-8 byte order already; S3-compatible stores may not.
+	slices.SortFunc(out, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+func (s *s3Store) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
+	if err != nil {
+		if err = s.mapErr("delete", key, err); errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
