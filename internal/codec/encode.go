@@ -121,8 +121,11 @@ func (e *Encoder) EncodeFile(path, name string) ([]byte, Header, error) {
 		return nil, Header{}, err
 	}
 	h := Header{Name: name, Size: size, SHA256: sum}
+	// Room for the worst case up front: no compressor grows data by more
+	// than a small fraction, and a buffer that never reallocates never holds
+	// two copies. Pages not written to cost no memory.
 	var buf bytes.Buffer
-	buf.Grow(int(size/3) + 4096)
+	buf.Grow(int(size+size/64) + 64<<10)
 	hr := &hashingReader{r: f, h: sha256.New()}
 	if err := e.Encode(&buf, h, hr); err != nil {
 		return nil, Header{}, fmt.Errorf("encoding %s: %w", path, err)

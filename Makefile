@@ -1,0 +1,51 @@
+# walship — see README.md.
+#
+#   make demo    archive WAL from a throwaway PostgreSQL into a file:// repository
+#   make test    install what the tests need (PostgreSQL 15, MinIO), then vet and run every test
+#   make bench   compare walship with other archivers (bench/run.sh)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO          ?= go
+BIN         := bin
+WALSHIP     := $(BIN)/walship
+TEST_FLAGS  ?=
+TEST_TIMEOUT ?= 25m
+PKGS        ?= ./...
+
+.PHONY: build tools test demo bench fmt vet clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(WALSHIP) ./cmd/walship
+
+# tools installs PostgreSQL 15 (apt) and builds MinIO (Go module proxy) when missing.
+tools:
+	bash scripts/install-deps.sh
+	bash scripts/ensure-minio.sh >/dev/null
+
+test: tools build
+	$(GO) vet $(PKGS)
+	minio="$$(bash scripts/ensure-minio.sh)"; \
+	AWS_EC2_METADATA_DISABLED=true WALSHIP_MINIO="$$minio" \
+		$(GO) test $(PKGS) -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS)
+
+demo: build
+	bash scripts/install-deps.sh
+	bash scripts/demo.sh
+
+bench: build
+	bash scripts/install-deps.sh --bench
+	minio="$$(bash scripts/ensure-minio.sh)"; \
+	AWS_EC2_METADATA_DISABLED=true WALSHIP_MINIO="$$minio" bash bench/run.sh
+
+fmt:
+	gofmt -s -w $$($(GO) list -f '{{.Dir}}' ./...)
+
+vet:
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -f $(WALSHIP)
+	$(GO) clean -testcache

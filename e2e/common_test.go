@@ -1,0 +1,79 @@
+// Package e2e runs walship end to end against real PostgreSQL 15 servers and
+// a real MinIO, reading back what walship stored with an independent client.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/walship/walship/e2e/harness"
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+)
+
+// result is what one walship invocation did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// runWalship runs the walship binary as the server's user in dir with env
+// (plus PATH), the way PostgreSQL runs archive_command and restore_command.
+func runWalship(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(harness.Walship(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "AWS_EC2_METADATA_DISABLED=true"}, env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	harness.AsServerUser(t, cmd)
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running walship: %v", err)
+	}
+	return result{stdout: out.String(), stderr: errOut.String(), code: code}
+}
+
+// storedFile reads the object walship stored for a WAL file name with
+// minio-go (not walship's own S3 code) and decodes it. ok is false when the
+// object does not exist.
+func storedFile(t *testing.T, m *harness.MinIO, bucket, prefix, name string, dec *codec.Decoder) (data []byte, ok bool) {
+	t.Helper()
+	key, err := catalog.WALKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prefix != "" {
+		key = prefix + "/" + key
+	}
+	obj, err := m.Client.GetObject(context.Background(), bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer obj.Close()
+	raw, err := io.ReadAll(obj)
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+			return nil, false
+		}
+		t.Fatalf("read %s: %v", key, err)
+	}
+	if dec == nil {
+		dec = &codec.Decoder{}
+	}
+	var buf bytes.Buffer
+	if _, err := dec.Decode(bytes.NewReader(raw), &buf, name); err != nil {
+		t.Fatalf("decode %s: %v", key, err)
+	}
+	return buf.Bytes(), true
+}
