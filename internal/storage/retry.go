@@ -40,8 +40,11 @@ func (r *retryStore) do(ctx context.Context, op, key string, fn func(context.Con
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
-		if err == nil || !IsTransient(err) || ctx.Err() != nil {
+		if err == nil || !IsTransient(err) {
 			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s %s on %s: %w (after %d attempts; last error: %v)", op, key, r.inner, ctx.Err(), attempt, err)
 		}
 		delay := backoff(attempt)
 		if attempt >= r.maxAttempts || time.Since(start)+delay > r.budget {
