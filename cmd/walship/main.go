@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -24,7 +25,15 @@ func (e *exitError) Unwrap() error { return e.err }
 
 var version = "dev"
 
+// memoryLimit is a soft limit for the Go heap: the garbage collector works
+// harder near it instead of letting the heap double. Memory must not grow
+// with the backlog; GOMEMLIMIT overrides it.
+const memoryLimit = 96 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRoot()

@@ -114,7 +114,9 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string) 
 	}
 	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger()}
 	if prefetchFor != "" {
-		return f.Prefetch(cmd.Context(), name, dest, c.prefetch, c.prefetch)
+		// Depth and parallelism differ: a few downloads at once saturate the
+		// link, and each one holds buffers.
+		return f.Prefetch(cmd.Context(), name, dest, c.prefetch, min(c.prefetch, 4))
 	}
 	if err := f.Fetch(cmd.Context(), name, dest); err != nil {
 		return err
