@@ -78,8 +78,10 @@ func (f *Fetcher) takeSpooled(ctx context.Context, spool, name, dest string) boo
 	}
 }
 
-// fetchObject downloads and decodes one object, retrying transport failures
-// within the budget. A corrupt object is not retried: it will not heal.
+// fetchObject downloads and decodes one object. The store wrapper already
+// retried opening it; here only a failure in the middle of the download is
+// retried, within the budget. Anything else (a damaged object, a wrong key, a
+// destination that cannot be written) will not heal and fails at once.
 func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error {
 	budget := f.Budget
 	if budget == 0 {
@@ -88,6 +90,7 @@ func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := f.fetchOnce(ctx, key, name, dest)
+		var midStream *codec.SourceError
 		switch {
 		case err == nil:
 			return nil
@@ -96,14 +99,14 @@ func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error
 		case errors.Is(err, codec.ErrCorrupt):
 			return fmt.Errorf("%s in %s (%s) is damaged and cannot be used: %w. Restore it from another copy of the repository, or choose a recovery target before it",
 				name, f.Store, key, err)
-		case errors.Is(err, storage.ErrPermanent), errors.Is(err, codec.ErrNoKey), ctx.Err() != nil:
+		case !errors.As(err, &midStream) || ctx.Err() != nil:
 			return err
 		}
 		if time.Since(start) > budget {
-			return fmt.Errorf("fetching %s from %s failed %d times over %s, giving up: %w", name, f.Store, attempt, time.Since(start).Round(time.Second), err)
+			return fmt.Errorf("fetching %s from %s was interrupted %d times over %s, giving up: %w", name, f.Store, attempt, time.Since(start).Round(time.Second), err)
 		}
 		if f.Log != nil {
-			f.Log.Warn("fetch failed, retrying", "file", name, "attempt", attempt, "err", err)
+			f.Log.Warn("download interrupted, retrying", "file", name, "attempt", attempt, "err", err)
 		}
 		sleep := time.Duration(rand.Int64N(int64(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)) + 1))
 		select {

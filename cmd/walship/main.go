@@ -37,7 +37,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRoot()
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return
 	}
@@ -45,6 +45,10 @@ func main() {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		code = ee.code
+	} else if cmd != nil && cmd.Name() == "wal-fetch" {
+		// Any wal-fetch failure that is not "not in the archive" (wrong
+		// arguments, a bad setting) must stop recovery, not end it.
+		code = exitFatal
 	}
 	if ee == nil || ee.err != errQuiet {
 		fmt.Fprintln(os.Stderr, "walship:", err)

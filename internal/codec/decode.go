@@ -15,6 +15,17 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// ErrWrongKey: the configured identities cannot decrypt the object.
+var ErrWrongKey = errors.New("the configured decryption key does not match this object: it was encrypted for another age recipient")
+
+// SourceError is a failure of the reader an object came from (network,
+// timeout), as opposed to the object's bytes or the destination: the only
+// kind of decode failure that a new attempt may cure.
+type SourceError struct{ Err error }
+
+func (e *SourceError) Error() string { return "reading object: " + e.Err.Error() }
+func (e *SourceError) Unwrap() error { return e.Err }
+
 // ErrNoKey: the object is encrypted and no identity was configured.
 var ErrNoKey = errors.New("object is encrypted but no decryption key is configured: set WALSHIP_ENCRYPTION_KEY_FILE (or --encryption-key-file) to the age identity file")
 
@@ -32,14 +43,14 @@ func (d *Decoder) Decode(src io.Reader, dst io.Writer, wantName string) (Header,
 	s, br := newBufferedSource(src)
 	fail := func(h Header, format string, args ...any) (Header, error) {
 		if s.err != nil {
-			return h, fmt.Errorf("reading object: %w", s.err)
+			return h, &SourceError{s.err}
 		}
 		return h, fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
 	h, err := ReadHeader(br)
 	if err != nil {
 		if s.err != nil {
-			return h, fmt.Errorf("reading object: %w", s.err)
+			return h, &SourceError{s.err}
 		}
 		return h, err
 	}
@@ -57,7 +68,7 @@ func (d *Decoder) Decode(src io.Reader, dst io.Writer, wantName string) (Header,
 		if err != nil {
 			var noMatch *age.NoIdentityMatchError
 			if errors.As(err, &noMatch) {
-				return h, errors.New("the configured decryption key does not match this object: it was encrypted for another age recipient")
+				return h, ErrWrongKey
 			}
 			return fail(h, "decryption: %v", err)
 		}
@@ -102,7 +113,7 @@ func isWriteErr(err error) bool {
 func (d *Decoder) DecodeToFile(src io.Reader, path, wantName string) (Header, error) {
 	tmp, err := os.CreateTemp(dirOf(path), ".walship-tmp-*")
 	if err != nil {
-		return Header{}, err
+		return Header{}, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
 	h, err := d.Decode(src, errWriter{tmp}, wantName)
@@ -112,11 +123,15 @@ func (d *Decoder) DecodeToFile(src io.Reader, path, wantName string) (Header, er
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
+	var se *SourceError
+	if err != nil && !errors.As(err, &se) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNoKey) && !errors.Is(err, ErrWrongKey) {
+		err = fmt.Errorf("cannot write %s: %w", path, err)
+	}
 	if err != nil {
 		return h, err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return h, err
+		return h, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	return h, syncDir(dirOf(path))
 }
