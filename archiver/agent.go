@@ -37,6 +37,10 @@ type Agent struct {
 
 	mu       sync.Mutex
 	inFlight map[string]bool
+	// retryAt holds, for files whose push failed, when to try again: a
+	// store outage or a bad file must not turn into a busy loop of errors.
+	retryAt map[string]time.Time
+	fails   map[string]int
 }
 
 // Run listens and ships until ctx is cancelled.
@@ -45,6 +49,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.Poll = 200 * time.Millisecond
 	}
 	a.inFlight = map[string]bool{}
+	a.retryAt, a.fails = map[string]time.Time{}, map[string]int{}
 	sock := SocketPath(a.Shipper.WALDir)
 	ln, err := listenUnix(sock)
 	if err != nil {
@@ -61,11 +66,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for name := range work {
-				if err := a.Shipper.Push(ctx, name); err != nil && ctx.Err() == nil {
-					a.Shipper.Log.Warn("push failed; will retry", "file", name, "err", err)
-				}
+				err := a.Shipper.Push(ctx, name)
 				a.mu.Lock()
 				delete(a.inFlight, name)
+				if err != nil && ctx.Err() == nil {
+					a.fails[name]++
+					wait := min(time.Duration(1<<min(a.fails[name], 8))*100*time.Millisecond, 30*time.Second)
+					a.retryAt[name] = time.Now().Add(wait)
+					a.Shipper.Log.Warn("push failed; will retry", "file", name, "in", wait, "err", err)
+				} else {
+					delete(a.retryAt, name)
+					delete(a.fails, name)
+				}
 				a.mu.Unlock()
 			}
 		}()
@@ -96,7 +108,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) dispatch(ctx context.Context, work chan<- string) {
 	for _, name := range a.Shipper.Ready() {
 		a.mu.Lock()
-		busy := a.inFlight[name]
+		busy := a.inFlight[name] || time.Now().Before(a.retryAt[name])
 		a.mu.Unlock()
 		// Has, not Matches: a stale entry is caught when PostgreSQL asks.
 		if busy || a.Shipper.journal.Has(name) {
