@@ -89,7 +89,7 @@ func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error
 	}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		err := f.fetchOnce(ctx, key, name, dest)
+		err := f.fetchOnce(ctx, key, name, dest, false)
 		var midStream *codec.SourceError
 		switch {
 		case err == nil:
@@ -117,13 +117,17 @@ func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error
 	}
 }
 
-func (f *Fetcher) fetchOnce(ctx context.Context, key, name, dest string) error {
+// fetchOnce downloads one object into dest. PostgreSQL reads restore_command's
+// file at once and a crash restarts recovery, which fetches again, so the
+// destination needs no fsync; a spooled file (durable) may be used after a
+// crash, so it is made durable before anyone can take it.
+func (f *Fetcher) fetchOnce(ctx context.Context, key, name, dest string, durable bool) error {
 	rc, err := f.Store.Get(ctx, key)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	_, err = f.Decoder.DecodeToFile(rc, dest, name)
+	_, err = f.Decoder.DecodeToFile(rc, dest, name, durable)
 	return err
 }
 
@@ -198,7 +202,7 @@ func (f *Fetcher) fetchAll(ctx context.Context, dir string, names []string, para
 		go func() {
 			defer func() { os.Remove(marker); <-sem }()
 			key, _ := catalog.WALKey(name)
-			err := f.fetchOnce(ctx, key, name, filepath.Join(dir, name))
+			err := f.fetchOnce(ctx, key, name, filepath.Join(dir, name), true)
 			if errors.Is(err, storage.ErrNotFound) {
 				ended.Store(true)
 			} else if err != nil {

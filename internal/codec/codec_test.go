@@ -158,13 +158,13 @@ func TestDecodeToFileIsAtomic(t *testing.T) {
 	obj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001")
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "RECOVERYXLOG")
-	if _, err := (&Decoder{}).DecodeToFile(bytes.NewReader(obj[:len(obj)-5]), dest, ""); err == nil {
+	if _, err := (&Decoder{}).DecodeToFile(bytes.NewReader(obj[:len(obj)-5]), dest, "", true); err == nil {
 		t.Fatal("truncated object decoded")
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("failed decode left files: %v", ents)
 	}
-	if _, err := (&Decoder{}).DecodeToFile(bytes.NewReader(obj), dest, ""); err != nil {
+	if _, err := (&Decoder{}).DecodeToFile(bytes.NewReader(obj), dest, "", true); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(dest)

@@ -109,15 +109,16 @@ func isWriteErr(err error) bool {
 }
 
 // DecodeToFile decodes src into path atomically: a temporary file in the same
-// directory is written, fsynced and renamed into place only once verified.
-func (d *Decoder) DecodeToFile(src io.Reader, path, wantName string) (Header, error) {
+// directory is written and renamed into place only once verified. With
+// durable, the file and the rename are fsynced too.
+func (d *Decoder) DecodeToFile(src io.Reader, path, wantName string, durable bool) (Header, error) {
 	tmp, err := os.CreateTemp(dirOf(path), ".walship-tmp-*")
 	if err != nil {
 		return Header{}, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
 	h, err := d.Decode(src, errWriter{tmp}, wantName)
-	if err == nil {
+	if err == nil && durable {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -132,6 +133,9 @@ func (d *Decoder) DecodeToFile(src io.Reader, path, wantName string) (Header, er
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return h, fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if !durable {
+		return h, nil
 	}
 	return h, syncDir(dirOf(path))
 }
