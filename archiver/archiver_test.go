@@ -210,3 +210,29 @@ func (brokenStore) Get(context.Context, string) (io.ReadCloser, error) {
 	return nil, errors.New("store down")
 }
 func (brokenStore) String() string { return "broken://" }
+
+// A file shipped to one repository says nothing about another: the journal
+// must not let a push to the second one succeed without storing.
+func TestJournalIsPerRepository(t *testing.T) {
+	r := newRig(t)
+	name := "000000010000000000000001"
+	data := r.segment(name, 7, 1)
+	if err := r.shipper(1).Push(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	second, err := storage.Open(context.Background(), r.repo+"-second", storage.Options{RetryBudget: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewShipper(second, &codec.Encoder{}, r.walDir, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Push(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	r.store = second
+	if got, err := r.stored(name); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("second repository does not hold %s: %v", name, err)
+	}
+}

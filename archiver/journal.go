@@ -1,6 +1,8 @@
 package archiver
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"hash/crc32"
 	"io"
@@ -17,7 +19,8 @@ import (
 // under pg_wal/walship/journal: concurrent writers never clash, and it
 // survives restarts. It is only a shortcut: a lost entry means one more
 // (idempotent) push, and an entry is trusted only while it still matches the
-// file on disk.
+// file on disk. Each repository has its own journal: a file shipped to one
+// says nothing about another.
 type Journal struct {
 	dir string
 }
@@ -34,8 +37,10 @@ type Entry struct {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func OpenJournal(walDir string) (*Journal, error) {
-	dir := filepath.Join(walDir, "walship", "journal")
+// OpenJournal opens the journal of shipments from walDir to the repository repo.
+func OpenJournal(walDir, repo string) (*Journal, error) {
+	sum := sha256.Sum256([]byte(repo))
+	dir := filepath.Join(walDir, "walship", "journal-"+hex.EncodeToString(sum[:8]))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ type Shipper struct {
 
 // NewShipper prepares a shipper for walDir (PostgreSQL's pg_wal).
 func NewShipper(st storage.Store, enc *codec.Encoder, walDir string, parallel int, log *slog.Logger) (*Shipper, error) {
-	j, err := OpenJournal(walDir)
+	j, err := OpenJournal(walDir, st.String())
 	if err != nil {
 		return nil, fmt.Errorf("opening the push journal in %s: %w", walDir, err)
 	}

@@ -240,21 +240,16 @@ func lastRequested(spool, fallback string) string {
 	return string(b)
 }
 
-// prefetcherAlive reports whether a prefetcher holds the spool's lock.
-func prefetcherAlive(spool string) bool {
-	unlock, ok := tryLock(filepath.Join(spool, ".lock"))
-	if ok {
-		unlock()
-	}
-	return !ok
-}
+// PrefetcherAlive reports whether a prefetcher is serving the spool of dest.
+func PrefetcherAlive(dest string) bool { return prefetcherAlive(SpoolDir(dest)) }
 
 // dropOlder removes spooled segments that sort before name: recovery has
-// moved past them (or switched timeline) and will not ask again.
+// moved past them (or switched timeline) and will not ask again. name itself
+// stays: Fetch may be about to take it.
 func dropOlder(spool, name string) {
 	ents, _ := os.ReadDir(spool)
 	for _, e := range ents {
-		if pg.KindOf(e.Name()) == pg.KindSegment && e.Name()[8:] <= name[8:] {
+		if pg.KindOf(e.Name()) == pg.KindSegment && e.Name()[8:] < name[8:] {
 			os.Remove(filepath.Join(spool, e.Name()))
 		}
 	}

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -17,4 +18,19 @@ func tryLock(path string) (unlock func(), ok bool) {
 		return nil, false
 	}
 	return func() { f.Close() }, true
+}
+
+// prefetcherAlive reports whether a prefetcher holds the spool's lock. No
+// lock file means no prefetcher ever ran there.
+func prefetcherAlive(spool string) bool {
+	f, err := os.Open(filepath.Join(spool, ".lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
 }

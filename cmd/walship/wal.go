@@ -121,7 +121,7 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string) 
 	if err := f.Fetch(cmd.Context(), name, dest); err != nil {
 		return err
 	}
-	if c.prefetch > 0 && pg.KindOf(name) == pg.KindSegment {
+	if c.prefetch > 0 && pg.KindOf(name) == pg.KindSegment && !restore.PrefetcherAlive(dest) {
 		startPrefetcher(name, dest)
 	}
 	return nil
