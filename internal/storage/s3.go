@@ -150,6 +150,10 @@ func (s *s3Store) ready(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("loading S3 credentials: %w", err)
 		}
+		if os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "" && strings.Contains(err.Error(), "AssumeRoleWithWebIdentity") {
+			// Credentials were configured; STS turned them down.
+			return permanent(err, "STS rejected the web identity token in AWS_WEB_IDENTITY_TOKEN_FILE for role AWS_ROLE_ARN=%q: check the role's trust policy, the token's audience and that the token is current", os.Getenv("AWS_ROLE_ARN"))
+		}
 		return permanent(err, noCredentials)
 	}
 	return nil
