@@ -2,20 +2,15 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/walship/walship/e2e/harness"
 	"github.com/walship/walship/internal/catalog"
@@ -172,26 +167,6 @@ func archArchiverStats(t *testing.T, srv *harness.Postgres) (archived, failed in
 	return archived, failed, f[2]
 }
 
-// archRawObject reads an object's stored bytes with minio-go.
-func archRawObject(t *testing.T, m *harness.MinIO, bucket, key string) ([]byte, bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	obj, err := m.Client.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer obj.Close()
-	raw, err := io.ReadAll(obj)
-	if err != nil {
-		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
-			return nil, false
-		}
-		t.Fatalf("read %s: %v", key, err)
-	}
-	return raw, true
-}
-
 // archWALObjectKey is the bucket key of a WAL file under prefix.
 func archWALObjectKey(t *testing.T, prefix, name string) string {
 	t.Helper()
@@ -212,7 +187,7 @@ func archIdentity(t *testing.T, m *harness.MinIO, bucket, prefix string) catalog
 	if prefix != "" {
 		key = prefix + "/" + key
 	}
-	raw, ok := archRawObject(t, m, bucket, key)
+	raw, ok := rawObject(t, m, bucket, key)
 	if !ok {
 		t.Fatalf("no %s in bucket %s", key, bucket)
 	}
@@ -245,24 +220,6 @@ func archPgbenchCmd(t *testing.T, srv *harness.Postgres, args ...string) *exec.C
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "PGDATABASE=postgres", "PGCONNECT_TIMEOUT=10", "HOME=/"}
 	return harness.AsServerUser(t, cmd)
-}
-
-// archChownToServer gives path to the user PostgreSQL runs as (when the
-// tests run as root), so walship run by the server can read it.
-func archChownToServer(t *testing.T, path string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return
-	}
-	u, err := user.Lookup(harness.ServerUserName(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Chown(path, uid, gid); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // archRestoredFromLog returns the set of files the server's log says it

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -113,23 +111,6 @@ func cliReadFile(t *testing.T, path string) []byte {
 	return data
 }
 
-// cliChown gives path to the user PostgreSQL (and so walship) runs as.
-func cliChown(t *testing.T, path string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return
-	}
-	u, err := user.Lookup(harness.ServerUserName(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Lchown(path, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // cliDataDir makes a directory laid out like a data directory, as far as
 // walship looks: global/pg_control (when control is given) and
 // pg_wal/archive_status, all owned by the server user. walship runs in it the
@@ -141,7 +122,7 @@ func cliDataDir(t *testing.T, control []byte) string {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		cliChown(t, filepath.Join(dir, d))
+		harness.GiveToServer(t, filepath.Join(dir, d))
 	}
 	if control != nil {
 		cliWriteServerFile(t, filepath.Join(dir, "global", "pg_control"), control)
@@ -162,7 +143,7 @@ func cliWriteServerFile(t *testing.T, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cliChown(t, path)
+	harness.GiveToServer(t, path)
 }
 
 // cliAgeSecretRe matches an age secret key (not the "AGE-SECRET-KEY-1..."
@@ -264,16 +245,9 @@ func cliKey(t *testing.T, name string) string {
 
 func cliGetObject(t *testing.T, m *harness.MinIO, bucket, key string) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	obj, err := m.Client.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obj.Close()
-	data, err := io.ReadAll(obj)
-	if err != nil {
-		t.Fatalf("read s3://%s/%s: %v", bucket, key, err)
+	data, ok := rawObject(t, m, bucket, key)
+	if !ok {
+		t.Fatalf("s3://%s/%s does not exist", bucket, key)
 	}
 	return data
 }

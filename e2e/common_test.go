@@ -9,6 +9,7 @@ import (
 	"io"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -56,7 +57,27 @@ func storedFile(t *testing.T, m *harness.MinIO, bucket, prefix, name string, dec
 	if prefix != "" {
 		key = prefix + "/" + key
 	}
-	obj, err := m.Client.GetObject(context.Background(), bucket, key, minio.GetObjectOptions{})
+	raw, ok := rawObject(t, m, bucket, key)
+	if !ok {
+		return nil, false
+	}
+	if dec == nil {
+		dec = &codec.Decoder{}
+	}
+	var buf bytes.Buffer
+	if _, err := dec.Decode(bytes.NewReader(raw), &buf, name); err != nil {
+		t.Fatalf("decode %s: %v", key, err)
+	}
+	return buf.Bytes(), true
+}
+
+// rawObject reads an object's stored bytes with minio-go; ok is false when
+// it does not exist.
+func rawObject(t *testing.T, m *harness.MinIO, bucket, key string) (data []byte, ok bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	obj, err := m.Client.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		t.Fatalf("get %s: %v", key, err)
 	}
@@ -68,12 +89,5 @@ func storedFile(t *testing.T, m *harness.MinIO, bucket, prefix, name string, dec
 		}
 		t.Fatalf("read %s: %v", key, err)
 	}
-	if dec == nil {
-		dec = &codec.Decoder{}
-	}
-	var buf bytes.Buffer
-	if _, err := dec.Decode(bytes.NewReader(raw), &buf, name); err != nil {
-		t.Fatalf("decode %s: %v", key, err)
-	}
-	return buf.Bytes(), true
+	return raw, true
 }

@@ -160,7 +160,7 @@ func TestWalPushKilledMidUpload(t *testing.T) {
 	if err := os.Mkdir(walDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	archChownToServer(t, walDir)
+	harness.GiveToServer(t, walDir)
 	wal := map[string][]byte{}
 	for _, name := range segs {
 		wal[name] = archReadWal(t, src, name)
@@ -168,7 +168,7 @@ func TestWalPushKilledMidUpload(t *testing.T) {
 		if err := os.WriteFile(p, wal[name], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		archChownToServer(t, p)
+		harness.GiveToServer(t, p)
 	}
 	src.Stop()
 	// Uncompressed, so an upload is 16 MiB and takes a while.
@@ -178,7 +178,7 @@ func TestWalPushKilledMidUpload(t *testing.T) {
 	// checkAbsentOrComplete reads the object directly: it must not exist,
 	// or decode to exactly the segment.
 	checkAbsentOrComplete := func(name string) bool {
-		raw, ok := archRawObject(t, m, bucket, archWALObjectKey(t, prefix, name))
+		raw, ok := rawObject(t, m, bucket, archWALObjectKey(t, prefix, name))
 		if !ok {
 			return false
 		}

@@ -122,7 +122,7 @@ func TestRecoverWithAgentEncryptionAndSmallSegments(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(identity.String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	archChownToServer(t, keyFile)
+	harness.GiveToServer(t, keyFile)
 	env := append(m.Env(bucket, prefix), "WALSHIP_ENCRYPTION_KEY_FILE="+keyFile, "WALSHIP_COMPRESSION=s2")
 
 	srv := harness.NewPostgres(t, harness.PGOptions{
@@ -192,7 +192,7 @@ func TestRecoverWithAgentEncryptionAndSmallSegments(t *testing.T) {
 	withCanary := 0
 	for _, name := range segs {
 		plain := archReadWal(t, srv, name)
-		raw, ok := archRawObject(t, m, bucket, archWALObjectKey(t, prefix, name))
+		raw, ok := rawObject(t, m, bucket, archWALObjectKey(t, prefix, name))
 		if !ok {
 			t.Errorf("%s is not in the bucket", name)
 			continue
@@ -337,7 +337,7 @@ func archCheckPrefetchOrder(t *testing.T, m *harness.MinIO, env []string, srv *h
 	if err := os.Mkdir(filepath.Join(scratch, "pg_wal"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	archChownToServer(t, filepath.Join(scratch, "pg_wal"))
+	harness.GiveToServer(t, filepath.Join(scratch, "pg_wal"))
 	res := runWalship(t, scratch, env, "wal-fetch", from.Name(), "pg_wal/RECOVERYXLOG")
 	if res.code != 0 {
 		t.Fatalf("wal-fetch %s: exit %d: %s", from.Name(), res.code, res.stderr)

@@ -33,15 +33,7 @@ WALSHIP_* settings as archive_command.`,
 			if err := os.Chdir(c.pgdata); err != nil {
 				return err
 			}
-			st, err := c.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			enc, err := c.encoder()
-			if err != nil {
-				return err
-			}
-			sh, err := archiver.NewShipper(st, enc, "pg_wal", c.walParallel, c.logger())
+			sh, err := c.shipper(cmd.Context(), "pg_wal")
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walship/walship/archiver"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/storage"
 )
@@ -126,4 +127,17 @@ func (c *config) decoder() (*codec.Decoder, error) {
 		return nil, err
 	}
 	return &codec.Decoder{Identities: ids}, nil
+}
+
+// shipper prepares the WAL push pipeline from walDir to the repository.
+func (c *config) shipper(ctx context.Context, walDir string) (*archiver.Shipper, error) {
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := c.encoder()
+	if err != nil {
+		return nil, err
+	}
+	return archiver.NewShipper(st, enc, walDir, c.walParallel, c.logger())
 }

@@ -45,15 +45,7 @@ pg_wal directory, wal-push only asks it and waits for the answer.`,
 					return err
 				}
 			}
-			st, err := c.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			enc, err := c.encoder()
-			if err != nil {
-				return err
-			}
-			sh, err := archiver.NewShipper(st, enc, walDir, c.walParallel, c.logger())
+			sh, err := c.shipper(cmd.Context(), walDir)
 			if err != nil {
 				return err
 			}

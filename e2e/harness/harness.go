@@ -240,12 +240,13 @@ func NewServerDir(t testing.TB) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	chownToServer(t, dir)
+	GiveToServer(t, dir)
 	return dir
 }
 
-// chownToServer gives path (recursively) to the server user when running as root.
-func chownToServer(t testing.TB, path string) {
+// GiveToServer gives path (recursively) to the user PostgreSQL runs as, when
+// the tests run as root, so the server and the walship it runs can use it.
+func GiveToServer(t testing.TB, path string) {
 	t.Helper()
 	acct := serverUser(t)
 	if acct == nil {

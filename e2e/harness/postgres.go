@@ -175,7 +175,7 @@ func NewPostgresFromDir(t testing.TB, dir string, opts PGOptions) *Postgres {
 		p.AppendConf(harnessConf...)
 	}
 	p.AppendConf(opts.Settings...)
-	chownToServer(t, dir)
+	GiveToServer(t, dir)
 	if !opts.NoStart {
 		p.Start()
 	}
@@ -191,7 +191,7 @@ func NewPGDataDir(t testing.TB) string {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	chownToServer(t, dir)
+	GiveToServer(t, dir)
 	return dir
 }
 
@@ -221,7 +221,7 @@ func newPostgres(t testing.TB, opts PGOptions) *Postgres {
 	if err := os.Mkdir(p.SocketDir, 0o755); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	chownToServer(t, p.SocketDir)
+	GiveToServer(t, p.SocketDir)
 	t.Cleanup(func() {
 		p.stop(30 * time.Second)
 		if t.Failed() {
@@ -281,7 +281,7 @@ func (p *Postgres) AppendConf(lines ...string) {
 	if _, err := fmt.Fprintf(f, "\n# walship e2e harness\n%s\n", strings.Join(lines, "\n")); err != nil {
 		p.t.Fatalf("harness: %v", err)
 	}
-	chownToServer(p.t, conf)
+	GiveToServer(p.t, conf)
 }
 
 // Start starts the server and waits until it accepts connections.
