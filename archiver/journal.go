@@ -64,7 +64,7 @@ func (j *Journal) Matches(name, path string) bool {
 	if json.Unmarshal(data, &e) != nil {
 		return false
 	}
-	cur, err := describe(path)
+	cur, err := Snapshot(path)
 	if err != nil || cur.Size != e.Size || cur.ModTime != e.ModTime || cur.Inode != e.Inode {
 		return false
 	}
@@ -72,16 +72,9 @@ func (j *Journal) Matches(name, path string) bool {
 	return err == nil && crc == e.CRC32C
 }
 
-// Record notes that the file at path was stored with the given SHA-256.
-func (j *Journal) Record(name, path, sha256 string) error {
-	e, err := describe(path)
-	if err != nil {
-		return err
-	}
-	if e.CRC32C, err = fileCRC(path); err != nil {
-		return err
-	}
-	e.SHA256, e.Stored = sha256, time.Now().UTC()
+// Record notes that the file described by e (see Snapshot) was stored.
+func (j *Journal) Record(name string, e Entry) error {
+	e.Stored = time.Now().UTC()
 	data, _ := json.Marshal(e)
 	tmp := filepath.Join(j.dir, "."+name+".tmp")
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -108,7 +101,9 @@ func (j *Journal) Prune(walDir string) {
 	}
 }
 
-func describe(path string) (Entry, error) {
+// Snapshot describes the file at path by size, modification time and inode;
+// the caller adds the checksums.
+func Snapshot(path string) (Entry, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return Entry{}, err

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -81,9 +82,17 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 		return err
 	}
 	key, _ := catalog.WALKey(name)
-	obj, h, err := s.Encoder.EncodeFile(path, name)
+	before, err := Snapshot(path)
 	if err != nil {
 		return err
+	}
+	crc := crc32.New(castagnoli)
+	obj, h, err := s.Encoder.EncodeFile(path, name, crc)
+	if err != nil {
+		return err
+	}
+	if after, err := Snapshot(path); err != nil || after != before {
+		return fmt.Errorf("%s changed while it was being archived; nothing was stored", path)
 	}
 	err = s.Store.Put(ctx, key, obj, storage.PutOptions{IfNotExists: true})
 	if errors.Is(err, storage.ErrExists) {
@@ -93,7 +102,8 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 		return err
 	}
 	s.Log.Info("archived", "file", name, "bytes", h.Size, "stored", len(obj))
-	if err := s.journal.Record(name, path, h.SHA256); err != nil {
+	before.CRC32C, before.SHA256 = crc.Sum32(), h.SHA256
+	if err := s.journal.Record(name, before); err != nil {
 		s.Log.Warn("could not record in journal", "file", name, "err", err)
 	}
 	return nil

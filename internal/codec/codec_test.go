@@ -41,7 +41,7 @@ func TestRoundTripEveryCodec(t *testing.T) {
 				enc.Recipients = []age.Recipient{id.Recipient()}
 				dec.Identities = []age.Identity{id}
 			}
-			obj, h, err := enc.EncodeFile(path, "000000010000000000000001")
+			obj, h, err := enc.EncodeFile(path, "000000010000000000000001", nil)
 			if err != nil {
 				t.Fatalf("%s/%v: %v", comp, encrypt, err)
 			}
@@ -68,13 +68,13 @@ func TestRoundTripEveryCodec(t *testing.T) {
 
 func TestCorruptionIsDetected(t *testing.T) {
 	plain := walLike(t, 256<<10)
-	obj, _, err := (&Encoder{Compression: "none"}).EncodeFile(writeTemp(t, plain), "000000010000000000000001")
+	obj, _, err := (&Encoder{Compression: "none"}).EncodeFile(writeTemp(t, plain), "000000010000000000000001", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	flipped := bytes.Clone(obj)
 	flipped[len(flipped)-100] ^= 0xff
-	zobj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001")
+	zobj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001", nil)
 	cases := map[string][]byte{
 		"flipped byte":     flipped,
 		"truncated":        obj[:len(obj)/2],
@@ -115,7 +115,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 }
 
 func TestTransportErrorIsNotCorruption(t *testing.T) {
-	obj, _, err := (&Encoder{}).EncodeFile(writeTemp(t, walLike(t, 512<<10)), "000000010000000000000001")
+	obj, _, err := (&Encoder{}).EncodeFile(writeTemp(t, walLike(t, 512<<10)), "000000010000000000000001", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestKeys(t *testing.T) {
 		t.Errorf("bad key file must fail without echoing the key: %v", err)
 	}
 	// Encrypted for one key, decrypted with none or another: a clear error.
-	obj, _, _ := (&Encoder{Recipients: rs}).EncodeFile(writeTemp(t, walLike(t, 4096)), "000000010000000000000001")
+	obj, _, _ := (&Encoder{Recipients: rs}).EncodeFile(writeTemp(t, walLike(t, 4096)), "000000010000000000000001", nil)
 	if _, err := (&Decoder{}).Decode(bytes.NewReader(obj), io.Discard, ""); !errors.Is(err, ErrNoKey) {
 		t.Errorf("no key: %v", err)
 	}
@@ -155,7 +155,7 @@ func TestKeys(t *testing.T) {
 
 func TestDecodeToFileIsAtomic(t *testing.T) {
 	plain := walLike(t, 64<<10)
-	obj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001")
+	obj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001", nil)
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "RECOVERYXLOG")
 	if _, err := (&Decoder{}).DecodeToFile(bytes.NewReader(obj[:len(obj)-5]), dest, "", true); err == nil {

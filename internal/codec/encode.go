@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"strings"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/gzip"
@@ -106,71 +107,63 @@ func (e *Encoder) compressor(w io.Writer) (io.WriteCloser, error) {
 	return nil, CheckCompression(e.Compression)
 }
 
-// EncodeFile reads the file at path and returns it as a stored object named
-// name, with its header. The file is read twice (once to checksum, once to
-// encode) so that memory holds only the encoded bytes; a change between the
-// two passes is reported, never stored.
-func (e *Encoder) EncodeFile(path, name string) ([]byte, Header, error) {
+// EncodeFile reads the file at path once and returns it as a stored object
+// named name, with its header. Every byte read is also written to tee, when
+// set (the archiver checksums for its journal that way). Memory holds only
+// the encoded bytes: the header goes first with a placeholder checksum that
+// is filled in, at a fixed width, once the file has been read.
+func (e *Encoder) EncodeFile(path, name string, tee io.Writer) ([]byte, Header, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, Header{}, err
 	}
 	defer f.Close()
-	sum, size, err := hashReader(f)
+	fi, err := f.Stat()
 	if err != nil {
-		return nil, Header{}, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, Header{}, err
 	}
-	h := Header{Name: name, Size: size, SHA256: sum}
+	size := fi.Size()
+	h := Header{Name: name, Size: size, SHA256: strings.Repeat("0", sha256.Size*2)}
 	// Room for the worst case up front: no compressor grows data by more
 	// than a small fraction, and a buffer that never reallocates never holds
 	// two copies. Pages not written to cost no memory.
 	var buf bytes.Buffer
 	buf.Grow(int(size+size/64) + 64<<10)
-	hr := &hashingReader{r: f, h: sha256.New()}
+	hr := &hashingReader{r: f, h: sha256.New(), tee: tee}
 	if err := e.Encode(&buf, h, hr); err != nil {
 		return nil, Header{}, fmt.Errorf("encoding %s: %w", path, err)
 	}
-	if hr.n != size || hex.EncodeToString(hr.h.Sum(nil)) != sum {
-		return nil, Header{}, fmt.Errorf("%s changed while it was being archived; nothing was stored", path)
+	if hr.n != size {
+		return nil, Header{}, fmt.Errorf("%s changed size while it was being archived (%d, then %d bytes); nothing was stored", path, size, hr.n)
 	}
+	obj := buf.Bytes()
+	slot := []byte(`"sha256":"` + h.SHA256 + `"`)
+	at := bytes.Index(obj[:min(len(obj), maxHeaderLen+12)], slot)
+	if at < 0 {
+		return nil, Header{}, fmt.Errorf("encoding %s: header checksum slot not found", path)
+	}
+	h.SHA256 = hex.EncodeToString(hr.h.Sum(nil))
+	copy(obj[at+len(`"sha256":"`):], h.SHA256)
 	h.Compression, h.Encryption = e.compression(), ""
 	if len(e.Recipients) > 0 {
 		h.Encryption = "age"
 	}
-	return buf.Bytes(), h, nil
-}
-
-// HashFile returns the hex SHA-256 and size of a file.
-func HashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	return hashReader(f)
-}
-
-func hashReader(r io.Reader) (string, int64, error) {
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return obj, h, nil
 }
 
 type hashingReader struct {
-	r io.Reader
-	h hash.Hash
-	n int64
+	r   io.Reader
+	h   hash.Hash
+	tee io.Writer
+	n   int64
 }
 
 func (h *hashingReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	h.h.Write(p[:n])
+	if h.tee != nil {
+		h.tee.Write(p[:n])
+	}
 	h.n += int64(n)
 	return n, err
 }
