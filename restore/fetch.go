@@ -47,20 +47,35 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 	if err != nil {
 		return err
 	}
-	spool := SpoolDir(dest)
-	if pg.KindOf(name) == pg.KindSegment {
-		markLast(spool, name)
-	}
-	if f.takeSpooled(ctx, spool, name, dest) {
+	if TakeSpooled(ctx, name, dest) {
 		return nil
 	}
 	return f.fetchObject(ctx, key, name, dest)
 }
 
+// TakeSpooled moves a prefetched copy of name to dest and reports whether
+// there was one. It needs no store, so restore_command can answer from the
+// spool before setting up a connection. It also tells the prefetcher which
+// segment recovery asked for last.
+func TakeSpooled(ctx context.Context, name, dest string) bool {
+	spool := SpoolDir(dest)
+	if pg.KindOf(name) != pg.KindSegment {
+		return false
+	}
+	markLast(spool, name)
+	if !sameBoot(spool) {
+		// The machine restarted since these files were written without
+		// fsync: they may be torn. Start over.
+		clearSpool(spool)
+		return false
+	}
+	return takeSpooled(ctx, spool, name, dest)
+}
+
 // takeSpooled moves a prefetched copy of name to dest. When a live
 // prefetcher is downloading name right now, it waits for that download
 // rather than starting a second one.
-func (f *Fetcher) takeSpooled(ctx context.Context, spool, name, dest string) bool {
+func takeSpooled(ctx context.Context, spool, name, dest string) bool {
 	spooled := filepath.Join(spool, name)
 	marker := inflightMarker(spool, name)
 	for {
@@ -117,10 +132,10 @@ func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error
 	}
 }
 
-// fetchOnce downloads one object into dest. PostgreSQL reads restore_command's
-// file at once and a crash restarts recovery, which fetches again, so the
-// destination needs no fsync; a spooled file (durable) may be used after a
-// crash, so it is made durable before anyone can take it.
+// fetchOnce downloads one object into dest, fsynced only when durable.
+// restore_command's file needs no fsync: PostgreSQL makes it durable itself
+// when it keeps it. Spooled files need none either: the spool is discarded
+// when the machine has restarted since it was filled (see sameBoot).
 func (f *Fetcher) fetchOnce(ctx context.Context, key, name, dest string, durable bool) error {
 	rc, err := f.Store.Get(ctx, key)
 	if err != nil {
@@ -150,6 +165,10 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 		return nil
 	}
 	defer unlock()
+	if !sameBoot(spool) {
+		clearSpool(spool)
+	}
+	markBoot(spool)
 
 	segSize := uint32(16 << 20)
 	if id, err := catalog.LoadIdentity(ctx, f.Store); err == nil && id.WALSegmentSize != 0 {
@@ -202,7 +221,7 @@ func (f *Fetcher) fetchAll(ctx context.Context, dir string, names []string, para
 		go func() {
 			defer func() { os.Remove(marker); <-sem }()
 			key, _ := catalog.WALKey(name)
-			err := f.fetchOnce(ctx, key, name, filepath.Join(dir, name), true)
+			err := f.fetchOnce(ctx, key, name, filepath.Join(dir, name), false)
 			if errors.Is(err, storage.ErrNotFound) {
 				ended.Store(true)
 			} else if err != nil {

@@ -152,3 +152,26 @@ func TestInterruptedDownloadIsRetried(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Files spooled before the machine restarted were written without fsync and
+// may be torn: they are never handed to PostgreSQL.
+func TestSpoolFromAnotherBootIsDiscarded(t *testing.T) {
+	st, dest, _ := setup(t, 3)
+	f := &Fetcher{Store: st, Decoder: &codec.Decoder{}}
+	first := pg.Segment{Timeline: 1, Seg: 1}.Name()
+	if err := f.Prefetch(context.Background(), first, dest, 8, 4); err != nil {
+		t.Fatal(err)
+	}
+	second := pg.Segment{Timeline: 1, Seg: 2}.Name()
+	os.WriteFile(filepath.Join(SpoolDir(dest), ".boot"), []byte("another-boot"), 0o600)
+	if TakeSpooled(context.Background(), second, dest) {
+		t.Fatal("a file spooled before a restart was used")
+	}
+	if _, err := os.Stat(filepath.Join(SpoolDir(dest), second)); !os.IsNotExist(err) {
+		t.Fatal("the stale spool was not cleared")
+	}
+	// The store still serves it.
+	if err := f.Fetch(context.Background(), second, dest); err != nil {
+		t.Fatal(err)
+	}
+}

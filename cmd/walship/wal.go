@@ -96,6 +96,14 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string) 
 	if pg.KindOf(name) == pg.KindUnknown {
 		return fmt.Errorf("%q is not a WAL segment, .partial, .backup or .history file name", name)
 	}
+	// The common case during recovery: the prefetcher already has the file.
+	// Answer before loading any store configuration.
+	if prefetchFor == "" && restore.TakeSpooled(cmd.Context(), name, dest) {
+		if c.prefetch > 0 && !restore.PrefetcherAlive(dest) {
+			startPrefetcher(name, dest)
+		}
+		return nil
+	}
 	st, err := c.openStore(cmd.Context())
 	if err != nil {
 		return err
