@@ -1,0 +1,684 @@
+#!/usr/bin/env bash
+# bench/run.sh — archive and restore the same WAL with walship, pgBackRest and
+# barman-cloud against one local MinIO (HTTPS), and print one table per workload.
+# The method is described in bench/README.md.
+#
+#   bench/run.sh                      200 segments per workload (about 25 minutes on 2 busy cores)
+#   BENCH_SEGMENTS=20 bench/run.sh    a quick smoke test
+#
+# Other knobs: BENCH_WORKLOADS="pgbench random", BENCH_TOOLS="walship walship-agent
+# pgbackrest pgbackrest-async barman", BENCH_BARMAN_SEGMENTS=25 (barman-cloud
+# takes seconds per segment, so it gets an evenly spread sample of the backlog),
+# BENCH_PINGS=100, BENCH_KEEP=1 (keep the scratch directory),
+# BENCH_TIMEOUT=1200 (seconds one archive run may take).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+N=${BENCH_SEGMENTS:-200}
+WORKLOADS=${BENCH_WORKLOADS:-pgbench random}
+TOOLS=${BENCH_TOOLS:-walship walship-agent pgbackrest pgbackrest-async barman}
+PINGS=${BENCH_PINGS:-100}
+BARMAN_N=${BENCH_BARMAN_SEGMENTS:-25}
+RUN_TIMEOUT=${BENCH_TIMEOUT:-1200}
+PGBIN=/usr/lib/postgresql/15/bin
+S3_KEY=benchadmin
+S3_SECRET=benchadmin-secret
+RESULTS=$ROOT/bench/results
+
+WORK= MINIO_PID= AGENT_PID= SAMPLER_PID= PGDATA_UP=
+declare -A R=() # results: R[workload,tool,metric]
+
+say() { echo "bench: $*" >&2; }
+die() {
+	say "FAILED: $*"
+	exit 1
+}
+now_us() { echo "${EPOCHREALTIME/./}"; }
+has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
+
+# as_pg runs a command as the postgres user, which PostgreSQL and therefore
+# every archive_command and restore_command run as. setpriv execs (no fork),
+# so $! of a background as_pg is the program's own pid.
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- env HOME="$WORK/home" "$@"; }
+
+# ---------------------------------------------------------------- setup
+
+install_deps() {
+	local missing=()
+	command -v pgbackrest >/dev/null || missing+=(pgbackrest)
+	command -v barman-cloud-wal-archive >/dev/null || missing+=(barman-cli-cloud)
+	[ -x /usr/bin/time ] || missing+=(time)
+	command -v openssl >/dev/null || missing+=(openssl)
+	command -v curl >/dev/null || missing+=(curl)
+	[ -x "$PGBIN/pgbench" ] || missing+=(postgresql-15 postgresql-contrib)
+	if [ "${#missing[@]}" -gt 0 ]; then
+		[ "$(id -u)" -eq 0 ] || die "run as root (needs apt-get install ${missing[*]}, and runs PostgreSQL as user postgres)"
+		say "installing ${missing[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+	fi
+	[ "$(id -u)" -eq 0 ] || die "run as root: PostgreSQL and the tools run as user postgres through setpriv"
+	id postgres >/dev/null 2>&1 || die "no 'postgres' user; install postgresql-15"
+}
+
+setup_work() {
+	WORK=$(mktemp -d /tmp/walship-bench.XXXXXX)
+	mkdir -p "$WORK"/{bin,home,sock,env,logs,certs,minio}
+	cd "$ROOT"
+	say "building walship"
+	CGO_ENABLED=0 go build -o bin/walship ./cmd/walship
+	# A private copy: others may rebuild bin/walship while the benchmark runs.
+	cp bin/walship "$WORK/bin/walship"
+	WALSHIP=$WORK/bin/walship
+	write_helpers
+	chown -R postgres: "$WORK"
+	chmod 755 "$WORK"
+	cd "$WORK"
+	say "scratch directory $WORK"
+}
+
+# write_helpers writes the two small scripts PostgreSQL and the restore loop call.
+write_helpers() {
+	# timed MEM LOG ENVFILE NAME CMD...: runs CMD with ENVFILE's variables and
+	# appends "NAME start_us end_us exit_status maxrss_kb" to LOG. MEM=mem
+	# measures CMD's peak RSS with /usr/bin/time.
+	cat >"$WORK/bin/timed" <<'EOF'
+#!/bin/bash
+mem=$1 log=$2 envf=$3 name=$4
+shift 4
+. "$envf"
+rss=-
+s=${EPOCHREALTIME/./}
+if [ "$mem" = mem ]; then
+	/usr/bin/time -f %M -o "$log.rss.$$" "$@"
+	rc=$?
+	rss=$(tail -n1 "$log.rss.$$" 2>/dev/null)
+	rm -f "$log.rss.$$"
+else
+	"$@"
+	rc=$?
+fi
+e=${EPOCHREALTIME/./}
+echo "$name $s $e $rc ${rss:--}" >>"$log"
+exit $rc
+EOF
+	# restore-loop DIR NAMES SRCWAL TIMED-ARGS... -- CMD...: calls CMD NAME
+	# pg_wal/RECOVERYXLOG from DIR for each name in order, as recovery does,
+	# checks the result against the original segment and removes it.
+	cat >"$WORK/bin/restore-loop" <<'EOF'
+#!/bin/bash
+dir=$1 names=$2 src=$3
+shift 3
+timed=()
+while [ "$1" != -- ]; do timed+=("$1"); shift; done
+shift
+cd "$dir" || exit 1
+while read -r n <&3; do
+	"${timed[@]}" "$n" "$@" "$n" pg_wal/RECOVERYXLOG </dev/null || { echo "restore-loop: fetching $n failed" >&2; exit 1; }
+	cmp -s pg_wal/RECOVERYXLOG "$src/$n" || { echo "restore-loop: restored $n differs from the original" >&2; exit 1; }
+	rm -f pg_wal/RECOVERYXLOG
+done 3<"$names"
+EOF
+	chmod 755 "$WORK/bin/timed" "$WORK/bin/restore-loop"
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	[ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
+	[ -n "$PGDATA_UP" ] && as_pg "$PGBIN/pg_ctl" -D "$PGDATA_UP" -m immediate stop >/dev/null 2>&1
+	[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null
+	[ -n "$WORK" ] && stop_prefetchers
+	[ -n "$MINIO_PID" ] && kill "$MINIO_PID" 2>/dev/null && wait "$MINIO_PID" 2>/dev/null
+	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		if [ "$rc" -ne 0 ] || [ -n "${BENCH_KEEP:-}" ]; then
+			say "kept $WORK (logs in $WORK/logs and $WORK/*/pg.log)"
+		else
+			rm -rf "$WORK"
+		fi
+	fi
+	exit "$rc"
+}
+
+# ---------------------------------------------------------------- MinIO
+
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 30000))
+		ss -Htln "sport = :$p" | grep -q . || {
+			echo "$p"
+			return
+		}
+	done
+}
+
+start_minio() {
+	local minio
+	minio=$("$ROOT/scripts/ensure-minio.sh")
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+		-addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+		-keyout "$WORK/certs/private.key" -out "$WORK/certs/public.crt" 2>/dev/null
+	chmod 644 "$WORK/certs/public.crt"
+	CERT=$WORK/certs/public.crt
+	PORT=$(free_port)
+	ENDPOINT=https://127.0.0.1:$PORT
+	MINIO_ROOT_USER=$S3_KEY MINIO_ROOT_PASSWORD=$S3_SECRET MINIO_BROWSER=off \
+		"$minio" server "$WORK/minio" --address "127.0.0.1:$PORT" \
+		--console-address "127.0.0.1:$(free_port)" --certs-dir "$WORK/certs" \
+		>"$WORK/logs/minio.log" 2>&1 &
+	MINIO_PID=$!
+	for _ in $(seq 100); do
+		curl -sf --cacert "$CERT" "$ENDPOINT/minio/health/live" && break
+		kill -0 "$MINIO_PID" 2>/dev/null || die "MinIO exited: $(tail -5 "$WORK/logs/minio.log")"
+		sleep 0.2
+	done
+	curl -sf --cacert "$CERT" "$ENDPOINT/minio/health/live" || die "MinIO did not become ready on $ENDPOINT"
+	say "MinIO on $ENDPOINT (HTTPS, self-signed)"
+}
+
+make_bucket() {
+	curl -sSf --cacert "$CERT" --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_KEY:$S3_SECRET" \
+		-X PUT "$ENDPOINT/$1" >/dev/null || die "could not create bucket $1"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+pg_start() {
+	as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WL_DIR/pg.log" -w -t 120 start >/dev/null ||
+		die "PostgreSQL did not start: $(tail -5 "$WL_DIR/pg.log")"
+	PGDATA_UP=$PGDATA
+}
+
+pg_stop() {
+	as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 300 stop >/dev/null
+	PGDATA_UP=
+}
+
+sql() { as_pg "$PGBIN/psql" -h "$WORK/sock" -X -q -At -v ON_ERROR_STOP=1 -d postgres -c "$1"; }
+
+# set_archive_command CMD: the only setting that changes between runs.
+set_archive_command() {
+	echo "archive_command = '$1'" >"$PGDATA/bench-archive.conf"
+	chown postgres: "$PGDATA/bench-archive.conf"
+}
+
+ready_count() { find "$PGDATA/pg_wal/archive_status" -name '*.ready' | wc -l; }
+
+init_cluster() {
+	as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust --no-sync >"$WL_DIR/initdb.log"
+	local keep_mb=$((N * 16 * 3 + 4096))
+	cat >>"$PGDATA/postgresql.conf" <<EOF
+listen_addresses = ''
+unix_socket_directories = '$WORK/sock'
+port = 5432
+shared_buffers = 512MB
+synchronous_commit = off
+archive_mode = on
+# Nothing is recycled: every run archives the same backlog from the same files.
+wal_keep_size = ${keep_mb}MB
+max_wal_size = ${keep_mb}MB
+checkpoint_timeout = 1h
+include 'bench-archive.conf'
+EOF
+	# Empty archive_command with archive_mode=on: segments stay .ready.
+	set_archive_command ""
+}
+
+# make_backlog WORKLOAD: a stopped cluster in $PGDATA whose first $N finished
+# segments are listed in $WL_DIR/backlog (the files every run archives).
+make_backlog() {
+	local wl=$1 t0
+	t0=$(now_us)
+	init_cluster
+	pg_start
+	say "$wl: generating at least $N segments of WAL"
+	case $wl in
+	pgbench)
+		as_pg "$PGBIN/pgbench" -h "$WORK/sock" -i -q -s $((N / 8 > 10 ? N / 8 : 10)) postgres >"$WL_DIR/pgbench-init.log" 2>&1
+		# Checkpoints between short runs make pgbench write full-page images,
+		# as a busy server does, which fills segments quickly.
+		while [ "$(ready_count)" -le "$N" ]; do
+			sql checkpoint
+			as_pg "$PGBIN/pgbench" -h "$WORK/sock" -n -c 4 -j 2 -T 5 postgres >>"$WL_DIR/pgbench-run.log" 2>&1
+		done
+		;;
+	random)
+		sql "create extension pgcrypto"
+		sql "create table noise (id bigserial primary key, u uuid, t text, b bytea, n float8)"
+		# uuids, hex text and random bytes: WAL that compresses far less than pgbench's.
+		while [ "$(ready_count)" -le "$N" ]; do
+			sql "insert into noise (u, t, b, n)
+			     select gen_random_uuid(), md5(random()::text) || md5(random()::text),
+			            gen_random_bytes(200), random()
+			     from generate_series(1, 100000)"
+		done
+		;;
+	*) die "unknown workload $wl" ;;
+	esac
+	sql "select pg_switch_wal()" >/dev/null
+	sleep 1
+	(cd "$PGDATA/pg_wal/archive_status" && ls | sed -n 's/^\([0-9A-F]\{24\}\)\.ready$/\1/p' | sort | head -n "$N") >"$WL_DIR/backlog"
+	[ "$(wc -l <"$WL_DIR/backlog")" -eq "$N" ] || die "$wl: only $(wc -l <"$WL_DIR/backlog") segments are ready"
+	# barman-cloud archives and restores every STRIDE-th segment of the backlog.
+	local stride=$(((N + BARMAN_N - 1) / BARMAN_N))
+	awk -v s="$stride" '(NR - 1) % s == 0' "$WL_DIR/backlog" >"$WL_DIR/sample"
+	R[$wl,barman,stride]=$stride
+	if has_tool pgbackrest || has_tool pgbackrest-async; then pgbackrest_stanzas "$wl"; fi
+	pg_stop
+	chown postgres: "$WL_DIR"/backlog "$WL_DIR"/sample
+	R[$wl,first]=$(head -1 "$WL_DIR/backlog")
+	R[$wl,last]=$(tail -1 "$WL_DIR/backlog")
+	say "$wl: backlog ${R[$wl,first]} .. ${R[$wl,last]} ready in $(((($(now_us) - t0)) / 1000000)) s"
+}
+
+# segments TOOL: the file listing the segments TOOL archives and restores.
+segments() { if [ "$1" = barman ]; then echo "$WL_DIR/sample"; else echo "$WL_DIR/backlog"; fi; }
+
+# reset_status LIST: LIST's segments back to .ready, every other one .done, and
+# walship's own state (journal, identity cache, spool) gone, so each run starts alike.
+reset_status() {
+	local st=$PGDATA/pg_wal/archive_status f n want
+	local -A wanted=()
+	while read -r n; do wanted[$n]=1; done <"$1"
+	for f in "$st"/*; do
+		[ -e "$f" ] || continue
+		n=${f##*/}
+		n=${n%.*}
+		want=done
+		[ -n "${wanted[$n]:-}" ] && want=ready
+		[ "$f" = "$st/$n.$want" ] || mv "$f" "$st/$n.$want"
+	done
+	rm -rf "$PGDATA/pg_wal/walship"
+}
+
+# ---------------------------------------------------------------- tools
+
+# env_file TOOL WORKLOAD: writes the variables TOOL needs and prints the path.
+env_file() {
+	local f=$WORK/env/$1-$2.env bucket=$1
+	case $1 in
+	walship | walship-agent)
+		cat >"$f" <<EOF
+export WALSHIP_REPO=s3://$bucket/$2 WALSHIP_S3_ENDPOINT=$ENDPOINT WALSHIP_S3_PATH_STYLE=true
+export WALSHIP_S3_REGION=us-east-1 WALSHIP_S3_CA_FILE=$CERT WALSHIP_COMPRESSION=zstd
+export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_EC2_METADATA_DISABLED=true
+EOF
+		;;
+	barman)
+		cat >"$f" <<EOF
+export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_DEFAULT_REGION=us-east-1
+export AWS_CA_BUNDLE=$CERT AWS_EC2_METADATA_DISABLED=true
+EOF
+		;;
+	*) : >"$f" ;; # pgBackRest reads its configuration file
+	esac
+	chown postgres: "$f"
+	echo "$f"
+}
+
+# pgbackrest_conf MODE WORKLOAD: one configuration per bucket; prints its path.
+pgbackrest_conf() {
+	local mode=$1 wl=$2 f=$WORK/env/pgbackrest-$1-$2.conf bucket=pgbackrest
+	[ "$mode" = async ] && bucket=pgbackrest-async
+	mkdir -p "$WORK/pgbackrest/log" "$WORK/pgbackrest/lock" "$WORK/pgbackrest/spool-$mode-$wl"
+	cat >"$f" <<EOF
+[global]
+repo1-type=s3
+repo1-s3-bucket=$bucket
+repo1-path=/$wl
+repo1-s3-endpoint=localhost
+repo1-storage-port=$PORT
+repo1-storage-ca-file=$CERT
+repo1-s3-uri-style=path
+repo1-s3-region=us-east-1
+repo1-s3-key=$S3_KEY
+repo1-s3-key-secret=$S3_SECRET
+compress-type=zst
+log-path=$WORK/pgbackrest/log
+lock-path=$WORK/pgbackrest/lock
+spool-path=$WORK/pgbackrest/spool-$mode-$wl
+log-level-console=warn
+log-level-file=info
+EOF
+	[ "$mode" = async ] && printf 'archive-async=y\nprocess-max=2\n' >>"$f"
+	cat >>"$f" <<EOF
+
+[bench]
+pg1-path=$PGDATA
+pg1-socket-path=$WORK/sock
+pg1-port=5432
+EOF
+	chown -R postgres: "$f" "$WORK/pgbackrest"
+	echo "$f"
+}
+
+pgbackrest_stanzas() {
+	local mode
+	for mode in sync async; do
+		if [ $mode = sync ]; then has_tool pgbackrest || continue; else has_tool pgbackrest-async || continue; fi
+		as_pg pgbackrest --config="$(pgbackrest_conf $mode "$1")" --stanza=bench stanza-create >>"$WORK/logs/pgbackrest-stanza.log" 2>&1 ||
+			die "pgBackRest stanza-create ($mode, $1) failed: $(tail -5 "$WORK/logs/pgbackrest-stanza.log")"
+	done
+}
+
+# push_cmd TOOL WORKLOAD: the command archive_command runs, before %p.
+push_cmd() {
+	case $1 in
+	walship | walship-agent) echo "$WALSHIP wal-push" ;;
+	pgbackrest) echo "pgbackrest --config=$WORK/env/pgbackrest-sync-$2.conf --stanza=bench archive-push" ;;
+	pgbackrest-async) echo "pgbackrest --config=$WORK/env/pgbackrest-async-$2.conf --stanza=bench archive-push" ;;
+	barman) echo "barman-cloud-wal-archive --gzip --endpoint-url $ENDPOINT s3://barman/$2 bench" ;;
+	esac
+}
+
+# fetch_cmd TOOL WORKLOAD DIR: the command restore_command runs, before %f %p.
+fetch_cmd() {
+	case $1 in
+	walship) echo "$WALSHIP wal-fetch" ;;
+	pgbackrest) echo "pgbackrest --config=$WORK/env/pgbackrest-sync-$2.conf --stanza=bench --pg1-path=$3 archive-get" ;;
+	pgbackrest-async) echo "pgbackrest --config=$WORK/env/pgbackrest-async-$2.conf --stanza=bench --pg1-path=$3 archive-get" ;;
+	barman) echo "barman-cloud-wal-restore --endpoint-url $ENDPOINT s3://barman/$2 bench" ;;
+	esac
+}
+
+start_agent() {
+	local envf=$1
+	local pidf=$WL_DIR/agent.pid
+	rm -f "$pidf"
+	# The agent writes its own pid: $! would be a subshell's.
+	as_pg bash -c "echo \$\$ >'$pidf'; . '$envf'; exec '$WALSHIP' agent --pgdata '$PGDATA'" >"$WL_DIR/agent.log" 2>&1 &
+	for _ in $(seq 100); do
+		[ -z "$AGENT_PID" ] && [ -s "$pidf" ] && AGENT_PID=$(cat "$pidf")
+		[ -n "$AGENT_PID" ] && [ -S "$PGDATA/pg_wal/walship/agent.sock" ] && return
+		[ -n "$AGENT_PID" ] && ! kill -0 "$AGENT_PID" 2>/dev/null && die "walship agent exited: $(tail -5 "$WL_DIR/agent.log")"
+		sleep 0.1
+	done
+	die "walship agent did not open its socket"
+}
+
+stop_agent() {
+	R[$WL,walship-agent,rss]=$(awk '/^VmHWM/ {print $2}' "/proc/$AGENT_PID/status")
+	kill "$AGENT_PID"
+	for _ in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+	AGENT_PID=
+}
+
+# ---------------------------------------------------------------- measuring
+
+# stats LOG: "p50 p95 mean count" of call durations in ms.
+stats() {
+	awk '{print ($3 - $2) / 1000}' "$1" | sort -n | awk '
+		{ a[NR] = $1; s += $1 }
+		END {
+			if (NR == 0) { print "- - - 0"; exit }
+			i50 = int(0.50 * NR + 0.9999); i95 = int(0.95 * NR + 0.9999)
+			printf "%.1f %.1f %.1f %d\n", a[i50], a[i95], s / NR, NR
+		}'
+}
+
+max_rss_kb() { awk '$5 != "-" && $5 > m {m = $5} END {print m + 0}' "$@"; }
+
+# wait_archived LIST: until PostgreSQL has seen every segment of LIST archived.
+wait_archived() {
+	local deadline=$(($(date +%s) + RUN_TIMEOUT)) done_n want
+	want=$(wc -l <"$1")
+	sed 's/$/.done/' "$1" >"$1.done"
+	while :; do
+		done_n=$(ls "$PGDATA/pg_wal/archive_status" | grep -cxFf "$1.done" || true)
+		[ "$done_n" -ge "$want" ] && return 0
+		[ "$(date +%s)" -lt "$deadline" ] || return 1
+		sleep 0.2
+	done
+}
+
+# run_archive TOOL: archive the backlog with TOOL and record the numbers.
+run_archive() {
+	local tool=$1 envf log t0 t1 mem=- calls list n
+	envf=$(env_file "$tool" "$WL")
+	list=$(segments "$tool")
+	n=$(wc -l <"$list")
+	log=$WORK/logs/$WL-$tool-push.log
+	: >"$log"
+	chown postgres: "$log"
+	[[ $tool == walship* ]] && mem=mem
+	reset_status "$list"
+	set_archive_command "$WORK/bin/timed $mem $log $envf %f $(push_cmd "$tool" "$WL") %p"
+	say "$WL: archiving $n segments with $tool"
+	t0=$(now_us)
+	[ "$tool" = walship-agent ] && start_agent "$envf"
+	pg_start
+	if ! wait_archived "$list"; then
+		say "$WL/$tool: not done after $RUN_TIMEOUT s; see $log and $WL_DIR/pg.log"
+		R[$WL,$tool,sps]=timeout
+	else
+		# The last backlog segment PostgreSQL saw archived, from the shim's clock.
+		t1=$(grep -Ff "$list" "$log" | awk '$4 == 0 && $3 > m {m = $3} END {print m}')
+		R[$WL,$tool,sps]=$(awk -v n="$n" -v d=$((t1 - t0)) 'BEGIN {printf "%.2f", n / (d / 1e6)}')
+		R[$WL,$tool,secs]=$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.1f", d / 1e6}')
+	fi
+	grep -Ff "$list" "$log" >"$log.backlog" || true
+	read -r "R[$WL,$tool,p50]" "R[$WL,$tool,p95]" _ calls < <(stats "$log.backlog")
+	R[$WL,$tool,fails]=$(awk '$4 != 0' "$log.backlog" | wc -l)
+	[ "$mem" = mem ] && R[$WL,$tool,pushrss]=$(max_rss_kb "$log")
+	# Size on MinIO's disk against 16 MiB per segment: the compression achieved.
+	R[$WL,$tool,ratio]=$(du -sk "$WORK/minio/$tool/$WL" | awk -v n="$n" '{printf "%.2f", n * 16384 / $1}')
+	[ "$tool" = walship-agent ] && ping_agent "$envf"
+	pg_stop
+	[ "$tool" = walship-agent ] && stop_agent
+	say "$WL/$tool: ${R[$WL,$tool,sps]} segments/s, archive_command p50 ${R[$WL,$tool,p50]} ms p95 ${R[$WL,$tool,p95]} ms ($calls calls, ${R[$WL,$tool,fails]} failed)"
+}
+
+# ping_agent: wal-push of segments the agent already shipped, as PostgreSQL
+# would call it again after a crash: the thin client's own latency.
+ping_agent() {
+	local envf=$1 log=$WORK/logs/$WL-agent-ping.log i=0 n
+	: >"$log"
+	chown postgres: "$log"
+	while [ "$i" -lt "$PINGS" ]; do
+		while read -r n <&3 && [ "$i" -lt "$PINGS" ]; do
+			(cd "$PGDATA" && as_pg "$WORK/bin/timed" - "$log" "$envf" "$n" "$WALSHIP" wal-push "pg_wal/$n" </dev/null) ||
+				say "$WL: agent wal-push of $n failed"
+			i=$((i + 1))
+		done 3<"$WL_DIR/backlog"
+	done
+	read -r "R[$WL,ping,p50]" "R[$WL,ping,p95]" _ _ < <(stats "$log")
+	say "$WL: wal-push via the agent for shipped segments: p50 ${R[$WL,ping,p50]} ms p95 ${R[$WL,ping,p95]} ms"
+	# The floor: the same shim starting /bin/true. Starting any process
+	# costs this much on the machine; the rest is walship's own.
+	local floor=$WORK/logs/$WL-process-floor.log
+	: >"$floor"
+	chown postgres: "$floor"
+	for ((i = 0; i < PINGS; i++)); do
+		(cd "$PGDATA" && as_pg "$WORK/bin/timed" - "$floor" "$envf" true /bin/true </dev/null)
+	done
+	read -r "R[$WL,floor,p50]" "R[$WL,floor,p95]" _ _ < <(stats "$floor")
+}
+
+# sample_rss LOG: records the peak RSS (VmHWM) of every walship wal-fetch
+# process, the detached prefetchers included, until killed.
+sample_rss() {
+	local pid k v _
+	while :; do
+		for pid in $(pgrep -f -- "$WALSHIP wal-fetch" || true); do
+			while read -r k v _; do
+				[ "$k" = VmHWM: ] && echo "x 0 0 0 $v" >>"$1"
+			done 2>/dev/null <"/proc/$pid/status" || true
+		done
+		sleep 0.05
+	done
+}
+
+# stop_prefetchers waits for walship's detached prefetchers of this run to
+# finish (they stop at the end of the archive), then ends any left.
+stop_prefetchers() {
+	local pids
+	for _ in $(seq 100); do
+		pids=$(pgrep -f -- "$WORK/bin/walship wal-fetch" || true)
+		[ -z "$pids" ] && return
+		sleep 0.1
+	done
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+}
+
+# run_restore TOOL: fetch the backlog in WAL order, one call per segment.
+run_restore() {
+	local tool=$1 envf log dir mem=- rc=0 list
+	envf=$(env_file "$tool" "$WL")
+	list=$(segments "$tool")
+	[ "$tool" = walship ] && mem=mem
+	log=$WORK/logs/$WL-$tool-fetch.log
+	dir=$WL_DIR/restore-$tool
+	rm -rf "$dir"
+	mkdir -p "$dir/global" "$dir/pg_wal"
+	cp "$PGDATA/PG_VERSION" "$dir/"
+	cp "$PGDATA/global/pg_control" "$dir/global/"
+	: >"$log"
+	chown -R postgres: "$dir" "$log"
+	say "$WL: restoring $(wc -l <"$list") segments with $tool"
+	if [ "$tool" = walship ]; then
+		sample_rss "$log.rss" &
+		SAMPLER_PID=$!
+	fi
+	# shellcheck disable=SC2046 # fetch_cmd's words are the command line
+	as_pg "$WORK/bin/restore-loop" "$dir" "$list" "$PGDATA/pg_wal" \
+		"$WORK/bin/timed" "$mem" "$log" "$envf" -- $(fetch_cmd "$tool" "$WL" "$dir") || rc=$?
+	if [ "$tool" = walship ]; then
+		stop_prefetchers
+		kill "$SAMPLER_PID"
+		wait "$SAMPLER_PID" 2>/dev/null || true
+		SAMPLER_PID=
+		R[$WL,walship,fetchrss]=$(max_rss_kb "$log" "$log.rss")
+	fi
+	if [ "$rc" -ne 0 ]; then
+		say "$WL/$tool: restore FAILED (see $log)"
+		R[$WL,$tool,fetch]=failed
+		return
+	fi
+	read -r "R[$WL,$tool,fetch50]" "R[$WL,$tool,fetch95]" "R[$WL,$tool,fetch]" _ < <(stats "$log")
+	say "$WL/$tool: ${R[$WL,$tool,fetch]} ms per segment (p50 ${R[$WL,$tool,fetch50]}, p95 ${R[$WL,$tool,fetch95]})"
+	rm -rf "$dir"
+}
+
+# ---------------------------------------------------------------- report
+
+psi_total() { awk -F'total=' '/^some/ {print $2}' /proc/pressure/cpu 2>/dev/null || echo 0; }
+psi_since() { # psi_since "START_US START_TOTAL": percent of wall time some task waited for a CPU
+	local now total
+	now=$(now_us) total=$(psi_total)
+	awk -v a="$1" -v n="$now" -v t="$total" 'BEGIN {split(a, s, " "); if (t == 0) print "?"; else printf "%.0f", 100 * (t - s[2]) / (n - s[1])}'
+}
+
+mb() { [ -n "${1:-}" ] && awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}' || echo -; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f", a / b; else print "-" }'; }
+verdict() { # verdict RATIO TARGET
+	[ "$2" = - ] && { echo "-"; return; }
+	awk -v r="$1" -v t="$2" 'BEGIN { if (r == "-") print "n/a"; else if (r + 0 >= t) print "met"; else print "MISSED" }'
+}
+
+report_workload() {
+	local wl=$1 t best bestname sps rss label
+	echo
+	echo "### Workload: $wl ($N segments of 16 MiB, ${R[$wl,first]} .. ${R[$wl,last]})"
+	echo
+	echo "| tool | archive seg/s | archive_command p50 ms | p95 ms | restore ms/segment | restore p95 ms | compression | walship peak RSS MB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	for t in walship walship-agent pgbackrest pgbackrest-async barman; do
+		has_tool "$t" || continue
+		case $t in
+		walship)
+			label="walship wal-push (parallel 4) / wal-fetch (prefetch 8)"
+			rss="push $(mb "${R[$wl,walship,pushrss]:-}"), fetch $(mb "${R[$wl,walship,fetchrss]:-}")"
+			;;
+		walship-agent)
+			label="walship agent + wal-push client"
+			rss="agent $(mb "${R[$wl,walship-agent,rss]:-}"), client $(mb "${R[$wl,walship-agent,pushrss]:-}")"
+			;;
+		pgbackrest) label="pgBackRest sync (zst)" rss= ;;
+		pgbackrest-async) label="pgBackRest async, process-max 2 (zst)" rss= ;;
+		barman)
+			label="barman-cloud (gzip)"
+			[ "${R[$wl,barman,stride]}" -gt 1 ] && label+=", every ${R[$wl,barman,stride]}th segment ($(wc -l <"$WORK/$wl/sample"))"
+			rss=
+			;;
+		esac
+		echo "| $label | ${R[$wl,$t,sps]:--} | ${R[$wl,$t,p50]:--} | ${R[$wl,$t,p95]:--} | ${R[$wl,$t,fetch]:--} | ${R[$wl,$t,fetch95]:--} | ${R[$wl,$t,ratio]:--}× | ${rss:--} |"
+	done
+	best=0 bestname=-
+	for t in walship walship-agent; do
+		sps=${R[$wl,$t,sps]:-0}
+		if awk -v a="$sps" -v b="$best" 'BEGIN {exit !(a + 0 > b + 0)}'; then best=$sps bestname=$t; fi
+	done
+	echo
+	echo "process start floor on this machine (/bin/true through the same shim): p50 ${R[$wl,floor,p50]:--} ms, p95 ${R[$wl,floor,p95]:--} ms"
+	echo
+	echo "walship agent, wal-push of an already shipped segment: p50 ${R[$wl,ping,p50]:--} ms, p95 ${R[$wl,ping,p95]:--} ms (target p95 < 20 ms: $(awk -v p="${R[$wl,ping,p95]:-}" 'BEGIN { if (p == "") print "n/a"; else if (p + 0 < 20) print "met"; else print "MISSED" }'))"
+	echo
+	echo "| walship ($bestname for archive) vs | archive throughput | target | | restore speed | target | |"
+	echo "|---|---:|---:|---|---:|---:|---|"
+	local other at rt ar rr
+	for other in pgbackrest-async pgbackrest barman; do
+		has_tool "$other" || continue
+		case $other in
+		pgbackrest-async) at=3 rt=3 ;;
+		pgbackrest) at=- rt=3 ;;
+		barman) at=20 rt=3 ;;
+		esac
+		ar=$(ratio "$best" "${R[$wl,$other,sps]:-}")
+		rr=$(ratio "${R[$wl,$other,fetch]:-}" "${R[$wl,walship,fetch]:-}")
+		echo "| $other | ${ar}× | $([ "$at" = - ] && echo - || echo "≥${at}×") | $(verdict "$ar" "$at") | ${rr}× | ≥${rt}× | $(verdict "$rr" "$rt") |"
+	done
+	local peak
+	peak=$(printf '%s\n' "${R[$wl,walship,pushrss]:-0}" "${R[$wl,walship,fetchrss]:-0}" "${R[$wl,walship-agent,rss]:-0}" "${R[$wl,walship-agent,pushrss]:-0}" | sort -n | tail -1)
+	echo
+	echo "walship peak RSS (any wal-push, wal-fetch, prefetcher or agent): $(mb "$peak") MB (target < 150 MB: $(awk -v k="$peak" 'BEGIN { print (k / 1024 < 150) ? "met" : "MISSED" }'))"
+}
+
+report() {
+	local out
+	out=$(
+		echo "## walship benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+		echo
+		echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}'), $(pgbackrest version), barman-cloud $(barman-cloud-wal-archive --version 2>&1 | awk '{print $2}'), walship $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); one MinIO over HTTPS on loopback."
+		echo "Other load on the machine: load average $LOAD0 when the run started; CPU pressure (PSI some) $(psi_since "$PSI0")% of the run's wall time, this benchmark's own work included."
+		echo
+		echo "Archive: segments / wall time from turning the tool on to PostgreSQL seeing the last segment archived. Restore: mean time of one restore_command call, in WAL order. Compression: 16 MiB per segment / bytes on MinIO's disk."
+		for wl in $WORKLOADS; do report_workload "$wl"; done
+	)
+	mkdir -p "$RESULTS"
+	echo "$out" >"$RESULTS/latest.md"
+	echo
+	echo "$out"
+	echo
+	say "written to $RESULTS/latest.md"
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+	local started t
+	started=$(date +%s)
+	LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+	PSI0="$(now_us) $(psi_total)"
+	install_deps
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+	setup_work
+	start_minio
+	for t in $TOOLS; do make_bucket "$t"; done
+	for WL in $WORKLOADS; do
+		WL_DIR=$WORK/$WL PGDATA=$WORK/$WL/data
+		mkdir -p "$WL_DIR"
+		chown postgres: "$WL_DIR"
+		make_backlog "$WL"
+		for t in $TOOLS; do run_archive "$t"; done
+		for t in walship pgbackrest pgbackrest-async barman; do
+			has_tool "$t" && [ "${R[$WL,$t,sps]:-timeout}" != timeout ] && run_restore "$t"
+		done
+		# The next workload needs the disk more than this one's files.
+		[ -n "${BENCH_KEEP:-}" ] || rm -rf "$PGDATA" "$WORK/pgbackrest/spool-"*"-$WL"
+	done
+	report
+	say "done in $(($(date +%s) - started)) s"
+}
+
+main "$@"
