@@ -1,0 +1,298 @@
+package archiver
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/storage"
+)
+
+// BackupOptions configure one base backup.
+type BackupOptions struct {
+	PGData         string
+	Conn           pg.ConnOptions
+	Label          string // default "walship <ID>"
+	FastCheckpoint bool
+	Jobs           int           // parallel readers/uploaders; default runtime.NumCPU()
+	ObjectSize     int64         // decoded bytes per data object; default DefaultObjectSize
+	WALTimeout     time.Duration // wait for the last segment to be archived; default 5m
+	Log            *slog.Logger
+	// Progress, when set, is called about once a second while files are
+	// copied, with the bytes stored so far and the total.
+	Progress func(done, total int64)
+}
+
+// DefaultObjectSize: big enough for efficient uploads, small enough that
+// memory (about jobs × 2 × this) stays low.
+const DefaultObjectSize = 16 << 20
+
+// Backup takes a base backup of the running server whose data directory is
+// o.PGData and stores it in st. It returns the manifest of the complete
+// backup; on any error no manifest is written, so the backup is never
+// listed as complete.
+func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupOptions) (_ *catalog.Manifest, err error) {
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	if o.ObjectSize <= 0 {
+		o.ObjectSize = DefaultObjectSize
+	}
+	if o.WALTimeout <= 0 {
+		o.WALTimeout = 5 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(filepath.Join(o.PGData, "PG_VERSION")); err != nil {
+		return nil, fmt.Errorf("%s is not a PostgreSQL data directory (no PG_VERSION): set PGDATA or --pgdata", o.PGData)
+	}
+	diskID, err := pg.ControlSystemID(o.PGData)
+	if err != nil {
+		return nil, err
+	}
+
+	conn, err := pg.Connect(ctx, o.Conn)
+	if err != nil {
+		return nil, err
+	}
+	// Closing the session also aborts a backup we failed to stop.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
+
+	var m catalog.Manifest
+	var segSize int64
+	var sysID int64
+	err = conn.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system()),
+		current_setting('server_version_num')::int,
+		(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),
+		pg_is_in_recovery()`).Scan(&sysID, &m.PGVersion, &segSize, &m.FromStandby)
+	if err != nil {
+		return nil, fmt.Errorf("asking the server about itself: %w", err)
+	}
+	m.SystemID, m.WALSegmentSize = uint64(sysID), uint32(segSize)
+	if m.SystemID != diskID {
+		return nil, fmt.Errorf("the server you connected to is database system %d, but %s belongs to system %d: point PGHOST/PGPORT and PGDATA at the same server",
+			m.SystemID, o.PGData, diskID)
+	}
+	if !pg.ValidSegmentSize(segSize) {
+		return nil, fmt.Errorf("server reports wal_segment_size %d", segSize)
+	}
+	if _, err := catalog.EnsureIdentity(ctx, st, m.SystemID, m.WALSegmentSize); err != nil {
+		return nil, err
+	}
+
+	m.StartTime = time.Now().UTC()
+	info, _ := json.Marshal(map[string]any{"start_time": m.StartTime, "system_identifier": strconv.FormatUint(m.SystemID, 10)})
+	if m.ID, err = catalog.ClaimBackupID(ctx, st, m.StartTime, info); err != nil {
+		return nil, err
+	}
+	defer func() {
+		// A failed backup removes what it stored (best effort: a killed one
+		// cannot, and is listed as incomplete until cleaned up).
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if derr := catalog.DeleteBackup(cctx, st, m.ID); derr != nil {
+				o.Log.Warn("could not remove the failed backup's objects", "id", m.ID, "err", derr)
+			}
+		}
+	}()
+	m.Label = o.Label
+	if m.Label == "" {
+		m.Label = "walship " + m.ID
+	}
+	m.Compression, m.Encryption = enc.Compression, ""
+	if m.Compression == "" {
+		m.Compression = "zstd"
+	}
+	if len(enc.Recipients) > 0 {
+		m.Encryption = "age"
+	}
+	o.Log.Info("backup starting", "id", m.ID, "fast_checkpoint", o.FastCheckpoint)
+	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, $2)::text", m.Label, o.FastCheckpoint).Scan(&m.StartLSN); err != nil {
+		return nil, fmt.Errorf("pg_backup_start: %w", err)
+	}
+
+	files, err := scanDataDir(o.PGData)
+	if err != nil {
+		return nil, err
+	}
+	sizes := planObjects(files, o.ObjectSize)
+	up := newUploader(st, enc, m.ID, o.PGData, files, sizes)
+	o.Log.Info("backup copying", "id", m.ID, "files", len(files), "objects", len(sizes), "jobs", o.Jobs)
+	if o.Progress != nil {
+		var total int64
+		for _, n := range sizes {
+			total += n
+		}
+		stop := reportProgress(func() int64 { return up.done.Load() }, total, o.Progress)
+		defer stop()
+	}
+	if err := up.run(ctx, o.Jobs); err != nil {
+		return nil, fmt.Errorf("copying the data directory: %w", err)
+	}
+
+	// pg_backup_stop(true) waits until PostgreSQL archived the last segment;
+	// --wal-timeout bounds that wait (the session ends on timeout, which
+	// aborts the backup).
+	stopCtx, cancel := context.WithTimeout(ctx, o.WALTimeout)
+	defer cancel()
+	var spcmap *string
+	err = conn.QueryRow(stopCtx, "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)").Scan(&m.StopLSN, &m.BackupLabel, &spcmap)
+	if err != nil {
+		if stopCtx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("pg_backup_stop did not return within --wal-timeout %s: PostgreSQL is waiting for its last WAL segment to be archived; check archive_command (walship wal-push) and the server log", o.WALTimeout)
+		}
+		return nil, fmt.Errorf("pg_backup_stop: %w", err)
+	}
+	if spcmap != nil {
+		m.TablespaceMap = *spcmap
+	}
+	if err := fillWAL(&m); err != nil {
+		return nil, err
+	}
+
+	// backup_label and tablespace_map are files of the backup, in a last object.
+	var extra []catalog.BackupFile
+	var raw []byte
+	for _, lf := range [][2]string{{"backup_label", m.BackupLabel}, {"tablespace_map", m.TablespaceMap}} {
+		if lf[1] == "" {
+			continue // no tablespaces
+		}
+		sum := sha256.Sum256([]byte(lf[1]))
+		extra = append(extra, catalog.BackupFile{Path: lf[0], Type: catalog.TypeFile, Size: int64(len(lf[1])), Mode: 0o600,
+			MTime: time.Now().UTC(), SHA256: hex.EncodeToString(sum[:]),
+			Parts: []catalog.Part{{Object: len(up.objects), Offset: int64(len(raw)), Length: int64(len(lf[1]))}}})
+		raw = append(raw, lf[1]...)
+	}
+	obj, err := storeObject(ctx, st, enc, catalog.DataKey(m.ID, len(up.objects)), raw, &bytes.Buffer{})
+	if err != nil {
+		return nil, err
+	}
+	m.Objects = append(up.objects, obj)
+	for i, f := range files {
+		if f.Type == catalog.TypeFile {
+			if up.vanished[i].Load() {
+				continue // dropped (a table or temp file) while we copied it
+			}
+			f.SHA256 = up.hashes.sums[i]
+			if f.Size == 0 {
+				f.SHA256 = emptySHA256
+			}
+		}
+		m.Files = append(m.Files, f)
+	}
+	m.Files = append(m.Files, extra...)
+
+	// The gate: a backup restores only with the segment holding its stop LSN.
+	if err := waitForWAL(ctx, st, m.StopWAL, o.WALTimeout, o.Log); err != nil {
+		return nil, err
+	}
+	m.StopTime = time.Now().UTC()
+	m.Duration = m.StopTime.Sub(m.StartTime).Seconds()
+	m.FileCount, m.ObjectCount = len(m.Files), len(m.Objects)
+	for _, f := range m.Files {
+		m.Size += f.Size
+	}
+	for _, ob := range m.Objects {
+		m.StoredSize += ob.StoredSize
+	}
+	m.Status = catalog.StatusComplete
+	if err := catalog.PutManifest(ctx, st, &m); err != nil {
+		return nil, fmt.Errorf("writing the manifest: %w", err)
+	}
+	return &m, nil
+}
+
+// reportProgress calls report every second until stop is called.
+func reportProgress(done func() int64, total int64, report func(done, total int64)) (stop func()) {
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				report(done(), total)
+				return
+			case <-t.C:
+				report(done(), total)
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
+}
+
+var emptySHA256 = func() string { s := sha256.Sum256(nil); return hex.EncodeToString(s[:]) }()
+
+var (
+	labelStartWAL = regexp.MustCompile(`(?m)^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$`)
+	labelTimeline = regexp.MustCompile(`(?m)^START TIMELINE: (\d+)$`)
+)
+
+// fillWAL derives the timeline and the first and last WAL segment of the
+// backup from the backup label and the stop LSN.
+func fillWAL(m *catalog.Manifest) error {
+	sw := labelStartWAL.FindStringSubmatch(m.BackupLabel)
+	tl := labelTimeline.FindStringSubmatch(m.BackupLabel)
+	if sw == nil || tl == nil {
+		return fmt.Errorf("unexpected backup_label from pg_backup_stop:\n%s", m.BackupLabel)
+	}
+	t, _ := strconv.ParseUint(tl[1], 10, 32)
+	m.Timeline, m.StartWAL = uint32(t), sw[1]
+	stop, err := pg.ParseLSN(m.StopLSN)
+	if err != nil {
+		return err
+	}
+	// The stop LSN ends the backup's last record: the segment that holds the
+	// byte before it must be archived (what pg_walfile_name computes).
+	m.StopWAL = pg.SegmentOf(m.Timeline, stop-1, m.WALSegmentSize).Name()
+	return nil
+}
+
+// waitForWAL polls the store for the segment until timeout.
+func waitForWAL(ctx context.Context, st storage.Store, name string, timeout time.Duration, log *slog.Logger) error {
+	key, err := catalog.WALKey(name)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := st.Stat(ctx, key)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("checking that %s is archived: %w", name, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("WAL segment %s, which ends this backup, is not in %s after %s: the backup is not complete and was not recorded. Check archive_command (walship wal-push) and the server log, then run the backup again", name, st, timeout)
+		}
+		log.Info("waiting for the backup's last WAL segment", "segment", name)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}

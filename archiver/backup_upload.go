@@ -1,0 +1,242 @@
+package archiver
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/storage"
+)
+
+// partRef locates one part of a file while its object is being filled.
+type partRef struct {
+	file, part int
+	fileOff    int64 // where the part starts in the file
+}
+
+// uploader reads the planned objects from the data directory and stores
+// them, jobs at a time. Memory: each worker holds one object's original
+// bytes and its encoded form, so about jobs × 2 × object size.
+type uploader struct {
+	st      storage.Store
+	enc     *codec.Encoder
+	id      string
+	pgdata  string
+	files   []catalog.BackupFile
+	objects []catalog.BackupObject
+	parts   [][]partRef // per object, in offset order
+	hashes  *hashOrder
+	// vanished marks files deleted by the server while the backup ran.
+	vanished []atomic.Bool
+	stored   atomic.Int64 // encoded bytes so far
+	done     atomic.Int64 // original bytes stored so far, for progress
+
+	mu    sync.Mutex
+	cause error
+}
+
+func newUploader(st storage.Store, enc *codec.Encoder, id, pgdata string, files []catalog.BackupFile, sizes []int64) *uploader {
+	u := &uploader{st: st, enc: enc, id: id, pgdata: pgdata, files: files,
+		objects: make([]catalog.BackupObject, len(sizes)), parts: make([][]partRef, len(sizes)),
+		hashes: newHashOrder(len(files)), vanished: make([]atomic.Bool, len(files))}
+	for i := range u.objects {
+		u.objects[i].Size = sizes[i]
+	}
+	for i, f := range files {
+		var off int64
+		for j, p := range f.Parts {
+			u.parts[p.Object] = append(u.parts[p.Object], partRef{file: i, part: j, fileOff: off})
+			off += p.Length
+		}
+	}
+	return u
+}
+
+// run stores every object. Objects start in order, which keeps the ordered
+// hashing of files that span objects free of deadlock: the oldest running
+// object never waits for a younger one.
+func (u *uploader) run(ctx context.Context, jobs int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	stop := context.AfterFunc(gctx, u.hashes.abort)
+	defer stop()
+	bufs := make(chan *workBuf, jobs)
+	for range jobs {
+		bufs <- &workBuf{}
+	}
+	for n := range u.objects {
+		wb := <-bufs
+		g.Go(func() error {
+			defer func() { bufs <- wb }()
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			err := u.fill(n, wb)
+			if err == nil {
+				err = u.put(gctx, n, wb)
+			}
+			if err != nil && !errors.Is(err, errAborted) {
+				u.fail(err)
+			}
+			return err
+		})
+	}
+	err := g.Wait()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.cause != nil {
+		return u.cause // the first real error, not a worker told to stop
+	}
+	return err
+}
+
+// fail records the first error and stops the other workers.
+func (u *uploader) fail(err error) {
+	u.mu.Lock()
+	if u.cause == nil {
+		u.cause = err
+	}
+	u.mu.Unlock()
+	u.hashes.abort()
+}
+
+type workBuf struct {
+	raw []byte
+	enc bytes.Buffer
+}
+
+// fill reads object n's parts into wb.raw and feeds each file's checksum.
+func (u *uploader) fill(n int, wb *workBuf) error {
+	size := u.objects[n].Size
+	if int64(cap(wb.raw)) < size {
+		wb.raw = make([]byte, size)
+	}
+	wb.raw = wb.raw[:size]
+	for _, r := range u.parts[n] {
+		f := &u.files[r.file]
+		p := f.Parts[r.part]
+		seg := wb.raw[p.Offset : p.Offset+p.Length]
+		gone, err := readPart(filepath.Join(u.pgdata, filepath.FromSlash(f.Path)), r.fileOff, seg)
+		if err != nil {
+			return err
+		}
+		if gone {
+			u.vanished[r.file].Store(true)
+		}
+		if err := u.hashes.write(r.file, r.part, r.part == len(f.Parts)-1, seg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readPart reads len(dst) bytes at off. PostgreSQL changes files during an
+// online backup: a file that shrank reads as zeros, as in pg_basebackup, and
+// replaying WAL from the backup's start repairs it; a file that vanished
+// (gone) is left out of the manifest, as pg_basebackup does.
+func readPart(path string, off int64, dst []byte) (gone bool, err error) {
+	clear(dst)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(dst, off); err != nil && err != io.EOF {
+		return false, err
+	}
+	return false, nil
+}
+
+// put encodes object n from wb.raw and stores it.
+func (u *uploader) put(ctx context.Context, n int, wb *workBuf) error {
+	obj, err := storeObject(ctx, u.st, u.enc, catalog.DataKey(u.id, n), wb.raw, &wb.enc)
+	if err != nil {
+		return err
+	}
+	u.objects[n] = obj
+	u.stored.Add(obj.StoredSize)
+	u.done.Add(obj.Size)
+	return nil
+}
+
+// storeObject encodes raw with its header and stores it under key.
+func storeObject(ctx context.Context, st storage.Store, enc *codec.Encoder, key string, raw []byte, buf *bytes.Buffer) (catalog.BackupObject, error) {
+	sum := sha256.Sum256(raw)
+	h := codec.Header{Name: key, Size: int64(len(raw)), SHA256: hex.EncodeToString(sum[:])}
+	buf.Reset()
+	if err := enc.Encode(buf, h, bytes.NewReader(raw)); err != nil {
+		return catalog.BackupObject{}, err
+	}
+	if err := st.Put(ctx, key, buf.Bytes(), storage.PutOptions{}); err != nil {
+		return catalog.BackupObject{}, err
+	}
+	return catalog.BackupObject{Key: key, Size: h.Size, StoredSize: int64(buf.Len()), SHA256: h.SHA256}, nil
+}
+
+// hashOrder computes each file's SHA-256 from parts that different workers
+// read: a part waits until the file's previous parts were hashed.
+type hashOrder struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	aborted bool
+	next    []int
+	h       []hash.Hash
+	sums    []string
+}
+
+var errAborted = errors.New("backup aborted")
+
+func newHashOrder(n int) *hashOrder {
+	o := &hashOrder{next: make([]int, n), h: make([]hash.Hash, n), sums: make([]string, n)}
+	o.cond = sync.NewCond(&o.mu)
+	return o
+}
+
+func (o *hashOrder) write(file, part int, last bool, b []byte) error {
+	o.mu.Lock()
+	for o.next[file] != part && !o.aborted {
+		o.cond.Wait()
+	}
+	aborted := o.aborted
+	o.mu.Unlock()
+	if aborted {
+		return errAborted
+	}
+	// Only this worker touches the file's hash until next moves on.
+	if part == 0 {
+		o.h[file] = sha256.New()
+	}
+	o.h[file].Write(b)
+	if last {
+		o.sums[file] = hex.EncodeToString(o.h[file].Sum(nil))
+		o.h[file] = nil
+	}
+	o.mu.Lock()
+	o.next[file]++
+	o.cond.Broadcast()
+	o.mu.Unlock()
+	return nil
+}
+
+func (o *hashOrder) abort() {
+	o.mu.Lock()
+	o.aborted = true
+	o.cond.Broadcast()
+	o.mu.Unlock()
+}

@@ -1,0 +1,270 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/e2e/harness"
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+)
+
+// TestBackupToMinIO takes base backups of a real server with a tablespace
+// into MinIO and checks them with minio-go rather than walship's S3 code:
+// every file of the data directory that a backup must keep is in the
+// manifest, every file decodes from the data objects to its manifest
+// checksum, and the WAL segment that ends the backup is archived. It then
+// kills a backup stuck in pg_backup_stop (archiving broken) with SIGKILL:
+// no complete backup appears, the next backup works, and delete removes a
+// backup's manifest and objects.
+func TestBackupToMinIO(t *testing.T) {
+	const bucket, prefix = "backups", "cluster-b"
+	m := harness.StartMinIO(t)
+	m.MakeBucket(t, bucket)
+	srv := harness.NewPostgres(t, harness.PGOptions{
+		Settings: archSettings(t),
+		Env:      m.Env(bucket, prefix),
+	})
+	tsDir := harness.NewServerDir(t)
+	srv.ExecAll(
+		"CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 200000) g",
+		"CREATE TABLESPACE ts LOCATION '"+tsDir+"'",
+		"CREATE TABLE t2 TABLESPACE ts AS SELECT g FROM generate_series(1, 50000) g",
+		"CHECKPOINT",
+	)
+	env := append(m.Env(bucket, prefix),
+		"PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User,
+		"PGDATABASE=postgres", "PGDATA="+srv.DataDir)
+	walship := func(args ...string) result {
+		t.Helper()
+		r := runWalship(t, srv.DataDir, env, args...)
+		if r.code != 0 {
+			t.Fatalf("walship %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r
+	}
+
+	// An idle server: pg_backup_stop's segment switch must let the WAL gate pass.
+	start := time.Now()
+	var sum catalog.BackupSummary
+	r := walship("backup", "--fast-checkpoint", "--jobs", "2", "--wal-timeout", "2m", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatalf("backup --json: %v\n%s", err, r.stdout)
+	}
+	t.Logf("backup %s: %d bytes, %d stored, %d files, %d objects in %.1fs (test clock %s)",
+		sum.ID, sum.Size, sum.StoredSize, sum.FileCount, sum.ObjectCount, sum.Duration, time.Since(start).Round(time.Millisecond))
+	if sum.Status != catalog.StatusComplete || sum.Timeline != 1 || sum.StopWAL == "" || sum.PGVersion/10000 != 15 {
+		t.Errorf("summary: %+v", sum)
+	}
+
+	raw, ok := rawObject(t, m, bucket, prefix+"/"+catalog.ManifestKey(sum.ID))
+	if !ok {
+		t.Fatal("no manifest in the bucket")
+	}
+	var man catalog.Manifest
+	if err := json.Unmarshal(raw, &man); err != nil {
+		t.Fatal(err)
+	}
+	if sysID := srv.Psql("SELECT system_identifier FROM pg_control_system()"); strconv.FormatUint(man.SystemID, 10) != sysID {
+		t.Errorf("manifest system id %d, server %s", man.SystemID, sysID)
+	}
+	if _, ok := storedFile(t, m, bucket, prefix, man.StopWAL, nil); !ok {
+		t.Errorf("stop segment %s is not in the bucket", man.StopWAL)
+	}
+	checkManifestCoversDataDir(t, srv.DataDir, &man, start)
+	checkObjectsMatchManifest(t, m, bucket, prefix, &man)
+
+	// Break archiving: the next backup waits in pg_backup_stop; kill it there.
+	srv.ExecAll("ALTER SYSTEM SET archive_command = '/bin/false'", "SELECT pg_reload_conf()")
+	// With archiving broken, a backup fails at the WAL gate, says why, and
+	// removes what it stored.
+	r = runWalship(t, srv.DataDir, env, "backup", "--wal-timeout", "3s")
+	if r.code == 0 || !strings.Contains(r.stderr, "archive_command") {
+		t.Errorf("backup with broken archiving: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if keys := m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix); len(keys) != len(man.Objects)+2 {
+		t.Errorf("the failed backup left objects behind: %v", keys)
+	}
+	t.Logf("the failed backup says: %s", strings.TrimSpace(r.stderr))
+	// A second one is killed while it waits in pg_backup_stop.
+	cmd := exec.Command(harness.Walship(t), "backup", "--jobs", "2", "--wal-timeout", "5m")
+	cmd.Dir = srv.DataDir
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
+	var killedOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &killedOut, &killedOut
+	harness.AsServerUser(t, cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for srv.Psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'walship' AND query LIKE '%pg_backup_stop%' AND state = 'active'") != "1" {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the backup never reached pg_backup_stop:\n%s", killedOut.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cmd.Process.Kill() // SIGKILL
+	cmd.Wait()
+	srv.ExecAll("ALTER SYSTEM RESET archive_command", "SELECT pg_reload_conf()")
+
+	var list []catalog.BackupSummary
+	r = walship("backup", "list", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].ID != sum.ID {
+		t.Fatalf("after the killed backup, list --json = %s (%v); want only %s", r.stdout, err, sum.ID)
+	}
+	if r = walship("backup", "list"); !strings.Contains(r.stdout, "incomplete: 1") || !strings.Contains(r.stdout, sum.ID) {
+		t.Errorf("backup list does not show the complete and the incomplete backup:\n%s", r.stdout)
+	}
+
+	// The next backup works, and delete removes the first one entirely.
+	r = walship("backup", "--jobs", "2", "--wal-timeout", "2m")
+	if !strings.Contains(r.stdout, "complete") {
+		t.Errorf("backup output: %q", r.stdout)
+	}
+	if r = walship("backup", "show", sum.ID); !strings.Contains(r.stdout, sum.StopWAL) {
+		t.Errorf("backup show:\n%s", r.stdout)
+	}
+	walship("backup", "delete", sum.ID)
+	if left := m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix+sum.ID+"/"); len(left) != 0 {
+		t.Errorf("objects left after delete: %v", left)
+	}
+	r = walship("backup", "list", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].ID == sum.ID {
+		t.Errorf("after delete, list --json = %s (%v)", r.stdout, err)
+	}
+	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
+}
+
+// checkManifestCoversDataDir walks the data directory (and tablespaces)
+// with its own copy of the documented exclusions and checks that every file
+// older than the backup is in the manifest, and that files the server does
+// not change while idle have the same size and checksum.
+func checkManifestCoversDataDir(t *testing.T, pgdata string, man *catalog.Manifest, before time.Time) {
+	t.Helper()
+	byPath := map[string]catalog.BackupFile{}
+	for _, f := range man.Files {
+		byPath[f.Path] = f
+	}
+	excluded := func(rel string) bool {
+		base := filepath.Base(rel)
+		for _, d := range []string{"pg_wal/", "pg_replslot/", "pg_dynshmem/", "pg_notify/", "pg_serial/", "pg_snapshots/", "pg_stat_tmp/", "pg_subtrans/"} {
+			if strings.HasPrefix(rel, d) && rel != "pg_wal/archive_status" {
+				return true
+			}
+		}
+		switch rel {
+		case "postmaster.pid", "postmaster.opts", "backup_label", "tablespace_map":
+			return true
+		}
+		return strings.HasPrefix(base, "pgsql_tmp") || base == "pg_internal.init"
+	}
+	seen := 0
+	err := filepath.WalkDir(pgdata, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(pgdata, p)
+		if rel == "." {
+			return nil
+		}
+		if excluded(rel) {
+			return nil
+		}
+		info, err := os.Stat(p) // follows the tablespace symlinks
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if byPath[rel].Type != catalog.TypeLink || byPath[rel].Tablespace == 0 {
+				t.Errorf("%s: tablespace link not in the manifest: %+v", rel, byPath[rel])
+			}
+			return filepath.WalkDir(p+"/", func(q string, _ fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				sub, _ := filepath.Rel(p, q)
+				if fi, _ := os.Stat(q); sub != "." && fi.Mode().IsRegular() && fi.ModTime().Before(before) {
+					seen++
+					if _, ok := byPath[rel+"/"+sub]; !ok {
+						t.Errorf("tablespace file %s/%s is missing from the manifest", rel, sub)
+					}
+				}
+				return nil
+			})
+		}
+		if !info.Mode().IsRegular() || info.ModTime().After(before) {
+			return nil
+		}
+		seen++
+		if _, ok := byPath[rel]; !ok {
+			t.Errorf("%s is missing from the manifest", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"PG_VERSION", "base/1/PG_VERSION", "postgresql.conf"} {
+		data, err := os.ReadFile(filepath.Join(pgdata, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sha256.Sum256(data)
+		if f := byPath[rel]; f.Size != int64(len(data)) || f.SHA256 != hex.EncodeToString(s[:]) {
+			t.Errorf("%s: manifest %d bytes %s, disk %d bytes %x", rel, f.Size, f.SHA256, len(data), s)
+		}
+	}
+	for _, rel := range []string{"postmaster.pid", "pg_wal/" + man.StartWAL} {
+		if _, ok := byPath[rel]; ok {
+			t.Errorf("%s must not be in a backup", rel)
+		}
+	}
+	if f := byPath["backup_label"]; f.Size == 0 || !strings.Contains(man.BackupLabel, "START WAL LOCATION") {
+		t.Errorf("backup_label: %+v", f)
+	}
+	t.Logf("%d files on disk, %d entries in the manifest", seen, len(man.Files))
+}
+
+// checkObjectsMatchManifest decodes every data object and checks every
+// file's bytes against its size and SHA-256 in the manifest.
+func checkObjectsMatchManifest(t *testing.T, m *harness.MinIO, bucket, prefix string, man *catalog.Manifest) {
+	t.Helper()
+	objs := make([][]byte, len(man.Objects))
+	for i, o := range man.Objects {
+		raw, ok := rawObject(t, m, bucket, prefix+"/"+o.Key)
+		if !ok {
+			t.Fatalf("object %s is missing", o.Key)
+		}
+		var buf bytes.Buffer
+		if _, err := (&codec.Decoder{}).Decode(bytes.NewReader(raw), &buf, o.Key); err != nil {
+			t.Fatalf("decode %s: %v", o.Key, err)
+		}
+		objs[i] = buf.Bytes()
+	}
+	for _, f := range man.Files {
+		if f.Type != catalog.TypeFile {
+			continue
+		}
+		h := sha256.New()
+		var n int64
+		for _, p := range f.Parts {
+			h.Write(objs[p.Object][p.Offset : p.Offset+p.Length])
+			n += p.Length
+		}
+		if n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+			t.Errorf("%s: objects hold %d bytes with another checksum than the manifest's %d bytes %s", f.Path, n, f.Size, f.SHA256)
+		}
+	}
+}

@@ -1,0 +1,241 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/walship/walship/internal/storage"
+)
+
+// Repository layout of one base backup:
+//
+//	backups/<ID>/started.json   claims the ID when the backup begins
+//	backups/<ID>/data/<n>       codec objects: the data directory's bytes,
+//	                            files packed end to end (big files span
+//	                            several objects, small ones share one)
+//	backups/<ID>/manifest.json  written last, only once the backup is
+//	                            restorable; its absence means "incomplete"
+const BackupPrefix = "backups/"
+
+// BackupIDFormat makes IDs that sort by start time (UTC).
+const BackupIDFormat = "20060102T150405Z"
+
+// StatusComplete is the only status a stored manifest has today: a manifest
+// is written only when the backup's last WAL segment is in the repository.
+const StatusComplete = "complete"
+
+// BackupKey is the key of a file (e.g. "manifest.json") of backup id.
+func BackupKey(id, name string) string { return BackupPrefix + id + "/" + name }
+
+// ManifestKey is where a backup's manifest lives.
+func ManifestKey(id string) string { return BackupKey(id, "manifest.json") }
+
+// StartedKey claims a backup ID.
+func StartedKey(id string) string { return BackupKey(id, "started.json") }
+
+// DataKey is the key of object n of backup id. Zero-padded so keys sort.
+func DataKey(id string, n int) string { return BackupKey(id, fmt.Sprintf("data/%06d", n)) }
+
+// BackupSummary is everything about a backup except its file list; it is
+// what `backup list` and `--json` print.
+type BackupSummary struct {
+	ID             string    `json:"id"`
+	Status         string    `json:"status"`
+	Label          string    `json:"label"`
+	SystemID       uint64    `json:"system_identifier,string"`
+	PGVersion      int       `json:"pg_version"` // server_version_num, e.g. 150014
+	WALSegmentSize uint32    `json:"wal_segment_size"`
+	Timeline       uint32    `json:"timeline"`
+	StartLSN       string    `json:"start_lsn"`
+	StopLSN        string    `json:"stop_lsn"`
+	StartWAL       string    `json:"start_wal"`
+	StopWAL        string    `json:"stop_wal"` // the segment that must be archived for the backup to restore
+	StartTime      time.Time `json:"start_time"`
+	StopTime       time.Time `json:"stop_time"`
+	Duration       float64   `json:"duration_seconds"`
+	Size           int64     `json:"size"`        // original bytes of all files
+	StoredSize     int64     `json:"stored_size"` // bytes of all data objects
+	FileCount      int       `json:"file_count"`
+	ObjectCount    int       `json:"object_count"`
+	Compression    string    `json:"compression"`
+	Encryption     string    `json:"encryption,omitempty"`
+	FromStandby    bool      `json:"from_standby,omitempty"`
+}
+
+// Manifest describes a complete base backup.
+type Manifest struct {
+	BackupSummary
+	BackupLabel   string         `json:"backup_label"`             // as returned by pg_backup_stop
+	TablespaceMap string         `json:"tablespace_map,omitempty"` // idem
+	Objects       []BackupObject `json:"objects"`
+	Files         []BackupFile   `json:"files"`
+}
+
+// BackupObject is one stored data object.
+type BackupObject struct {
+	Key        string `json:"key"`         // full key in the repository
+	Size       int64  `json:"size"`        // decoded bytes
+	StoredSize int64  `json:"stored_size"` // encoded bytes
+	SHA256     string `json:"sha256"`      // of the decoded bytes
+}
+
+// File types in a manifest.
+const (
+	TypeFile = "file"
+	TypeDir  = "dir"
+	TypeLink = "link" // a tablespace symlink in pg_tblspc
+)
+
+// BackupFile is one entry of the data directory (tablespaces included,
+// under pg_tblspc/<oid>/).
+type BackupFile struct {
+	Path       string    `json:"path"` // slash-separated, relative to PGDATA
+	Type       string    `json:"type"`
+	Size       int64     `json:"size,omitempty"`
+	Mode       uint32    `json:"mode"` // permission bits
+	MTime      time.Time `json:"mtime"`
+	SHA256     string    `json:"sha256,omitempty"`
+	Link       string    `json:"link,omitempty"`       // symlink target
+	Tablespace uint32    `json:"tablespace,omitempty"` // OID, for files in a tablespace
+	Parts      []Part    `json:"parts,omitempty"`      // where the bytes are, in order
+}
+
+// Part is a run of a file's bytes inside a decoded data object.
+type Part struct {
+	Object int   `json:"object"` // index into Manifest.Objects
+	Offset int64 `json:"offset"` // in the decoded object
+	Length int64 `json:"length"`
+}
+
+// MaxManifestSize bounds what LoadManifest reads (a manifest of a million files is ~300 MB).
+const MaxManifestSize = 1 << 30
+
+// LoadManifest reads the manifest of backup id; storage.ErrNotFound when
+// there is no complete backup of that ID.
+func LoadManifest(ctx context.Context, st storage.Store, id string) (*Manifest, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("%q is not a backup ID (like 20261125T130405Z): see walship backup list", id)
+	}
+	rc, err := st.Get(ctx, ManifestKey(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("no complete backup %s in %s: see walship backup list: %w", id, st, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var m Manifest
+	if err := json.NewDecoder(io.LimitReader(rc, MaxManifestSize)).Decode(&m); err != nil {
+		return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
+	}
+	return &m, nil
+}
+
+// PutManifest stores m; it must be the last write of a backup.
+func PutManifest(ctx context.Context, st storage.Store, m *Manifest) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return st.Put(ctx, ManifestKey(m.ID), data, storage.PutOptions{IfNotExists: true})
+}
+
+// validID keeps an ID to one path segment of the expected shape.
+func validID(id string) bool {
+	base, _, _ := strings.Cut(id, "-")
+	_, err := time.Parse(BackupIDFormat, base)
+	return err == nil && !strings.ContainsAny(id, "/\\") && id != "" && len(id) < 64
+}
+
+// ClaimBackupID reserves an ID for a backup starting at t: the timestamp,
+// or the timestamp with -2, -3, ... when taken. The claim is a
+// create-if-absent write, so two backups in the same second get two IDs.
+func ClaimBackupID(ctx context.Context, st storage.Store, t time.Time, info []byte) (string, error) {
+	base := t.UTC().Format(BackupIDFormat)
+	for i := 1; i < 100; i++ {
+		id := base
+		if i > 1 {
+			id = fmt.Sprintf("%s-%d", base, i)
+		}
+		err := st.Put(ctx, StartedKey(id), info, storage.PutOptions{IfNotExists: true})
+		if errors.Is(err, storage.ErrExists) {
+			continue
+		}
+		return id, err
+	}
+	return "", fmt.Errorf("no free backup ID for %s in %s", base, st)
+}
+
+// ListBackups returns the complete backups, oldest first, and how many
+// backups were started but never completed (killed or failed; their objects
+// wait for cleanup).
+func ListBackups(ctx context.Context, st storage.Store) (complete []BackupSummary, incomplete []string, err error) {
+	objs, err := st.List(ctx, BackupPrefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	seen := map[string]bool{} // ID -> has a manifest
+	var ids []string
+	for _, o := range objs {
+		id, rest, ok := strings.Cut(strings.TrimPrefix(o.Key, BackupPrefix), "/")
+		if !ok {
+			continue
+		}
+		if _, ok := seen[id]; !ok {
+			ids = append(ids, id)
+			seen[id] = false
+		}
+		if rest == "manifest.json" {
+			seen[id] = true
+		}
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			incomplete = append(incomplete, id)
+			continue
+		}
+		m, err := LoadManifest(ctx, st, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		complete = append(complete, m.BackupSummary)
+	}
+	// Real start times, not names, order backups.
+	sort.SliceStable(complete, func(i, j int) bool { return complete[i].StartTime.Before(complete[j].StartTime) })
+	return complete, incomplete, nil
+}
+
+// DeleteBackup removes backup id: the manifest first, so that a deletion
+// cut short leaves an incomplete backup and never a complete one that
+// misses objects; then every other object of the backup.
+func DeleteBackup(ctx context.Context, st storage.Store, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("%q is not a backup ID (like 20261125T130405Z): see walship backup list", id)
+	}
+	objs, err := st.List(ctx, BackupPrefix+id+"/")
+	if err != nil {
+		return err
+	}
+	if len(objs) == 0 {
+		return fmt.Errorf("no backup %s in %s: see walship backup list", id, st)
+	}
+	if err := st.Delete(ctx, ManifestKey(id)); err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if o.Key == ManifestKey(id) || o.Key == StartedKey(id) {
+			continue
+		}
+		if err := st.Delete(ctx, o.Key); err != nil {
+			return err
+		}
+	}
+	// The claim goes last: until then the leftovers are listed as incomplete.
+	return st.Delete(ctx, StartedKey(id))
+}

@@ -1,0 +1,73 @@
+package pg
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ConnOptions override libpq's usual environment variables (PGHOST, PGPORT,
+// PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE, ...), which pgx reads itself.
+// Zero fields keep what the environment says.
+type ConnOptions struct {
+	Host     string // host name, or the directory of the server's unix socket
+	Port     uint16
+	User     string
+	Database string
+}
+
+// Connect opens one session to the server, named "walship" in pg_stat_activity.
+func Connect(ctx context.Context, o ConnOptions) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL connection settings (PGHOST, PGPORT, PGUSER, ...): %w", err)
+	}
+	if o.Host != "" {
+		cfg.Host, cfg.Fallbacks = o.Host, nil
+	}
+	if o.Port != 0 {
+		cfg.Port = o.Port
+		for _, fb := range cfg.Fallbacks {
+			fb.Port = o.Port
+		}
+	}
+	if o.User != "" {
+		cfg.User = o.User
+	}
+	if o.Database != "" {
+		cfg.Database = o.Database
+	}
+	cfg.RuntimeParams["application_name"] = "walship"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to PostgreSQL at %s port %d as %s: %w (set PGHOST, PGPORT, PGUSER or --pghost, --pgport, --pguser)",
+			cfg.Host, cfg.Port, cfg.User, err)
+	}
+	return conn, nil
+}
+
+// ParseLSN parses PostgreSQL's text form of a WAL location, "16/B374D848".
+func ParseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%q is not a WAL location (like 16/B374D848)", s)
+	}
+	return h<<32 | l, nil
+}
+
+// FormatLSN is the inverse of ParseLSN.
+func FormatLSN(lsn uint64) string {
+	return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn))
+}
+
+// SegmentOf names the segment on timeline tli that holds the byte at lsn.
+func SegmentOf(tli uint32, lsn uint64, segSize uint32) Segment {
+	per := uint64(SegmentsPerLog(segSize))
+	n := lsn / uint64(segSize)
+	return Segment{Timeline: tli, LogID: uint32(n / per), Seg: uint32(n % per)}
+}
