@@ -167,7 +167,7 @@ func (s *Shipper) validate(ctx context.Context, name, path string, kind pg.Kind)
 		if fi.Size() != int64(h.SegSize) {
 			return fmt.Errorf("%s: size %d does not match the segment size %d in its header (incomplete file?)", name, fi.Size(), h.SegSize)
 		}
-		return s.checkSystem(ctx, h.SystemID, h.SegSize)
+		return s.checkSystem(ctx, h.SystemID, h.SegSize, true)
 	default:
 		if fi.Size() > maxTextFile {
 			return fmt.Errorf("%s: %d bytes is too large for a %s", name, fi.Size(), kind)
@@ -181,7 +181,7 @@ func (s *Shipper) validate(ctx context.Context, name, path string, kind pg.Kind)
 		}
 		// Text files carry no system id; the server's control file does.
 		if sys, err := pg.ControlSystemID(filepath.Dir(s.WALDir)); err == nil {
-			return s.checkSystemIfKnown(ctx, sys)
+			return s.checkSystem(ctx, sys, 0, false)
 		}
 		return nil
 	}
@@ -211,40 +211,24 @@ func validateText(kind pg.Kind, data []byte) error {
 }
 
 // checkSystem confirms (once per process, and once per pg_wal thanks to a
-// small cache file) that the repository belongs to systemID, claiming it when new.
-func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint32) error {
+// small cache file) that the repository belongs to systemID. Segments claim
+// a new repository (claim); history and backup files, which do not know the
+// segment size, only check.
+func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint32, claim bool) error {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
 	if s.idSystem == systemID || s.cachedSystem() == systemID {
 		s.idSystem = systemID
 		return nil
 	}
+	if !claim {
+		return catalog.CheckIdentity(ctx, s.Store, systemID)
+	}
 	if _, err := catalog.EnsureIdentity(ctx, s.Store, systemID, segSize); err != nil {
 		return err
 	}
 	s.idSystem = systemID
 	s.saveCachedSystem(systemID)
-	return nil
-}
-
-func (s *Shipper) checkSystemIfKnown(ctx context.Context, systemID uint64) error {
-	s.idMu.Lock()
-	defer s.idMu.Unlock()
-	if s.idSystem == systemID || s.cachedSystem() == systemID {
-		return nil
-	}
-	id, err := catalog.LoadIdentity(ctx, s.Store)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil // the first segment will claim the repository
-	}
-	if err != nil {
-		return err
-	}
-	if id.SystemID != systemID {
-		return fmt.Errorf("%w: %s belongs to database system %d, but this server is system %d; point WALSHIP_REPO at a new, empty location",
-			catalog.ErrWrongSystem, s.Store, id.SystemID, systemID)
-	}
-	s.idSystem = systemID
 	return nil
 }
 

@@ -67,14 +67,7 @@ func TestRecoverFromArchive(t *testing.T) {
 	startSeg := archBackupStartSegment(t, backup) // recovery renames backup_label
 
 	start := time.Now()
-	restored := harness.NewPostgresFromDir(t, backup, harness.PGOptions{
-		RecoverySignal: true,
-		Env:            env,
-		Settings: []string{
-			"archive_mode = off",
-			"restore_command = '" + harness.Walship(t) + " wal-fetch %f %p'",
-		},
-	})
+	restored := archRecoverFrom(t, backup, env)
 	restored.WaitRecovered(t, 2*time.Minute)
 	t.Logf("recovered %s..%s in %s", startSeg, last, time.Since(start).Round(time.Millisecond))
 
@@ -231,14 +224,7 @@ func TestRecoverWithAgentEncryptionAndSmallSegments(t *testing.T) {
 	srv.Stop()
 	startSeg := archBackupStartSegment(t, backup)
 	start := time.Now()
-	restored := harness.NewPostgresFromDir(t, backup, harness.PGOptions{
-		RecoverySignal: true,
-		Env:            env,
-		Settings: []string{
-			"archive_mode = off",
-			"restore_command = '" + harness.Walship(t) + " wal-fetch %f %p'",
-		},
-	})
+	restored := archRecoverFrom(t, backup, env)
 	restored.WaitRecovered(t, 3*time.Minute)
 	replayed := archSegmentRange(t, startSeg, last, segSize)
 	t.Logf("recovered %d segments %s..%s in %s", len(replayed), startSeg, last, time.Since(start).Round(time.Millisecond))
@@ -453,4 +439,18 @@ func TestPromotedTimelineHistoryArchived(t *testing.T) {
 	if _, ok := storedFile(t, m, bucket, prefix, last, nil); !ok {
 		t.Errorf("%s is gone from the repository", last)
 	}
+}
+
+// archRecoverFrom starts a server on a base backup that recovers from the
+// archive with restore_command = 'walship wal-fetch %f %p' and env.
+func archRecoverFrom(t *testing.T, backup string, env []string) *harness.Postgres {
+	t.Helper()
+	return harness.NewPostgresFromDir(t, backup, harness.PGOptions{
+		RecoverySignal: true,
+		Env:            env,
+		Settings: []string{
+			"archive_mode = off",
+			"restore_command = '" + harness.Walship(t) + " wal-fetch %f %p'",
+		},
+	})
 }

@@ -74,7 +74,7 @@ func checkCmd(c *config) *cobra.Command {
 			}
 			sys, err := pg.ControlSystemID(c.pgdata)
 			if err == nil && id.SystemID != 0 && sys != id.SystemID {
-				err = fmt.Errorf("the server in %s is database system %d, but the repository belongs to %d: point WALSHIP_REPO at a new, empty location", c.pgdata, sys, id.SystemID)
+				err = catalog.WrongSystem(st, id.SystemID, sys)
 			}
 			return step("server", err, fmt.Sprintf("%s is database system %d", filepath.Clean(c.pgdata), sys))
 		},

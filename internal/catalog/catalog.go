@@ -79,10 +79,31 @@ func EnsureIdentity(ctx context.Context, st storage.Store, systemID uint64, segS
 		return Identity{}, err
 	}
 	if id.SystemID != systemID {
-		return id, fmt.Errorf("%w: %s belongs to database system %d, but this server is system %d. "+
-			"Each database system needs its own repository: point WALSHIP_REPO at a new, empty location "+
-			"(every initdb creates a new system; a restored or streamed copy keeps its source's)",
-			ErrWrongSystem, st, id.SystemID, systemID)
+		return id, WrongSystem(st, id.SystemID, systemID)
 	}
 	return id, nil
+}
+
+// CheckIdentity checks that the repository belongs to systemID without
+// claiming it: a new repository passes (its first segment will claim it).
+func CheckIdentity(ctx context.Context, st storage.Store, systemID uint64) error {
+	id, err := LoadIdentity(ctx, st)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case id.SystemID != systemID:
+		return WrongSystem(st, id.SystemID, systemID)
+	}
+	return nil
+}
+
+// WrongSystem is the error for a server of system got using a repository of
+// system owner: what is wrong and what to do.
+func WrongSystem(st storage.Store, owner, got uint64) error {
+	return fmt.Errorf("%w: %s belongs to database system %d, but this server is system %d. "+
+		"Each database system needs its own repository: point WALSHIP_REPO at a new, empty location "+
+		"(every initdb creates a new system; a restored or streamed copy keeps its source's)",
+		ErrWrongSystem, st, owner, got)
 }
