@@ -3,8 +3,6 @@ package archiver
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -177,9 +175,8 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		if lf[1] == "" {
 			continue // no tablespaces
 		}
-		sum := sha256.Sum256([]byte(lf[1]))
 		extra = append(extra, catalog.BackupFile{Path: lf[0], Type: catalog.TypeFile, Size: int64(len(lf[1])), Mode: 0o600,
-			MTime: time.Now().UTC(), SHA256: hex.EncodeToString(sum[:]),
+			MTime: time.Now().UTC(), Checksum: codec.Checksum([]byte(lf[1])),
 			Parts: []catalog.Part{{Object: len(up.objects), Offset: int64(len(raw)), Length: int64(len(lf[1]))}}})
 		raw = append(raw, lf[1]...)
 	}
@@ -193,9 +190,9 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 			if up.vanished[i].Load() {
 				continue // dropped (a table or temp file) while we copied it
 			}
-			f.SHA256 = up.hashes.sums[i]
+			f.Checksum = up.hashes.sums[i]
 			if f.Size == 0 {
-				f.SHA256 = emptySHA256
+				f.Checksum = codec.Checksum(nil)
 			}
 		}
 		m.Files = append(m.Files, f)
@@ -242,8 +239,6 @@ func reportProgress(done func() int64, total int64, report func(done, total int6
 	}()
 	return func() { close(quit); <-finished }
 }
-
-var emptySHA256 = func() string { s := sha256.Sum256(nil); return hex.EncodeToString(s[:]) }()
 
 var (
 	labelStartWAL = regexp.MustCompile(`(?m)^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$`)

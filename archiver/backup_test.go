@@ -3,7 +3,6 @@ package archiver
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"math/rand/v2"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/zeebo/xxh3"
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
@@ -242,7 +243,7 @@ func TestUploadRoundTrip(t *testing.T) {
 		for _, p := range f.Parts {
 			data = append(data, decoded[p.Object][p.Offset:p.Offset+p.Length]...)
 		}
-		sum := sha256.Sum256(data)
+		sum := xxh3.Hash128(data).Bytes()
 		if !bytes.Equal(data, want[f.Path]) || up.hashes.sums[i] != hex.EncodeToString(sum[:]) {
 			t.Errorf("%s does not round-trip (%d bytes, sum %s)", f.Path, len(data), up.hashes.sums[i])
 		}

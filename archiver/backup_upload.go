@@ -3,8 +3,6 @@ package archiver
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"hash"
 	"io"
@@ -177,8 +175,7 @@ func (u *uploader) put(ctx context.Context, n int, wb *workBuf) error {
 
 // storeObject encodes raw with its header and stores it under key.
 func storeObject(ctx context.Context, st storage.Store, enc *codec.Encoder, key string, raw []byte, buf *bytes.Buffer) (catalog.BackupObject, error) {
-	sum := sha256.Sum256(raw)
-	h := codec.Header{Name: key, Size: int64(len(raw)), SHA256: hex.EncodeToString(sum[:])}
+	h := codec.Header{Name: key, Size: int64(len(raw)), Checksum: codec.Checksum(raw)}
 	buf.Reset()
 	if err := enc.Encode(buf, h, bytes.NewReader(raw)); err != nil {
 		return catalog.BackupObject{}, err
@@ -186,10 +183,10 @@ func storeObject(ctx context.Context, st storage.Store, enc *codec.Encoder, key 
 	if err := st.Put(ctx, key, buf.Bytes(), storage.PutOptions{}); err != nil {
 		return catalog.BackupObject{}, err
 	}
-	return catalog.BackupObject{Key: key, Size: h.Size, StoredSize: int64(buf.Len()), SHA256: h.SHA256}, nil
+	return catalog.BackupObject{Key: key, Size: h.Size, StoredSize: int64(buf.Len()), Checksum: h.Checksum}, nil
 }
 
-// hashOrder computes each file's SHA-256 from parts that different workers
+// hashOrder computes each file's checksum from parts that different workers
 // read: a part waits until the file's previous parts were hashed.
 type hashOrder struct {
 	mu      sync.Mutex
@@ -220,11 +217,11 @@ func (o *hashOrder) write(file, part int, last bool, b []byte) error {
 	}
 	// Only this worker touches the file's hash until next moves on.
 	if part == 0 {
-		o.h[file] = sha256.New()
+		o.h[file] = codec.NewChecksum()
 	}
 	o.h[file].Write(b)
 	if last {
-		o.sums[file] = hex.EncodeToString(o.h[file].Sum(nil))
+		o.sums[file] = codec.ChecksumOf(o.h[file])
 		o.h[file] = nil
 	}
 	o.mu.Lock()

@@ -31,7 +31,7 @@ type Entry struct {
 	ModTime int64     `json:"mtime_ns"`
 	Inode   uint64    `json:"inode"`
 	CRC32C  uint32    `json:"crc32c"` // of the whole file; cheap to recompute
-	SHA256  string    `json:"sha256"`
+	Sum     string    `json:"xxh3"`   // codec checksum, as stored
 	Stored  time.Time `json:"stored"`
 }
 

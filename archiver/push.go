@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,13 +98,13 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 	}
 	err = s.Store.Put(ctx, key, obj, storage.PutOptions{IfNotExists: true})
 	if errors.Is(err, storage.ErrExists) {
-		err = s.compareExisting(ctx, key, name, h)
+		err = s.compareExisting(ctx, key, name, path, h)
 	}
 	if err != nil {
 		return err
 	}
 	s.Log.Info("archived", "file", name, "bytes", h.Size, "stored", len(obj))
-	before.CRC32C, before.SHA256 = crc.Sum32(), h.SHA256
+	before.CRC32C, before.Sum = crc.Sum32(), h.Checksum
 	if err := s.journal.Record(name, before); err != nil {
 		s.Log.Warn("could not record in journal", "file", name, "err", err)
 	}
@@ -111,7 +113,7 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 
 // compareExisting decides whether an object already under key holds the same
 // bytes (an identical re-push, fine) or others (refused, never overwritten).
-func (s *Shipper) compareExisting(ctx context.Context, key, name string, h codec.Header) error {
+func (s *Shipper) compareExisting(ctx context.Context, key, name, path string, h codec.Header) error {
 	rc, err := s.Store.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("%s is already archived but could not be read to compare: %w", name, err)
@@ -121,15 +123,20 @@ func (s *Shipper) compareExisting(ctx context.Context, key, name string, h codec
 	if err != nil {
 		return fmt.Errorf("%s is already archived but the stored object is unreadable (%v); it was not overwritten: inspect %s in %s", name, err, key, s.Store)
 	}
-	if old.SHA256 == h.SHA256 && old.Size == h.Size {
+	stored, local := old.Checksum, h.Checksum
+	if stored == "" {
+		// Written before XXH3: compare SHA-256 of the local file instead.
+		stored, local = old.SHA256, fileSHA256(path)
+	}
+	if stored != "" && stored == local && old.Size == h.Size {
 		return nil
 	}
 	what := "This usually means two servers archive into one repository (split brain) or the repository was reused; the stored file was kept."
 	if pg.KindOf(name) == pg.KindHistory {
 		what = "History files are never overwritten: two servers promoted to the same timeline, or the repository was reused."
 	}
-	return fmt.Errorf("%w: %s in %s differs from the local file (stored sha256 %s, local %s). %s",
-		ErrConflict, name, s.Store, short(old.SHA256), short(h.SHA256), what)
+	return fmt.Errorf("%w: %s in %s differs from the local file (stored checksum %s, local %s). %s",
+		ErrConflict, name, s.Store, short(stored), short(local), what)
 }
 
 func short(sum string) string {
@@ -309,4 +316,18 @@ func (s *Shipper) PushWithLookahead(ctx context.Context, name string) error {
 	g.Wait()
 	s.journal.Prune(s.WALDir)
 	return result
+}
+
+// fileSHA256 is the hex SHA-256 of a file, or "" when it cannot be read.
+func fileSHA256(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

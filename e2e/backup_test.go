@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeebo/xxh3"
 
 	"github.com/walship/walship/e2e/harness"
 	"github.com/walship/walship/internal/catalog"
@@ -221,9 +222,9 @@ func checkManifestCoversDataDir(t *testing.T, pgdata string, man *catalog.Manife
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := sha256.Sum256(data)
-		if f := byPath[rel]; f.Size != int64(len(data)) || f.SHA256 != hex.EncodeToString(s[:]) {
-			t.Errorf("%s: manifest %d bytes %s, disk %d bytes %x", rel, f.Size, f.SHA256, len(data), s)
+		s := xxh3.Hash128(data).Bytes()
+		if f := byPath[rel]; f.Size != int64(len(data)) || f.Checksum != hex.EncodeToString(s[:]) {
+			t.Errorf("%s: manifest %d bytes %s, disk %d bytes %x", rel, f.Size, f.Checksum, len(data), s)
 		}
 	}
 	for _, rel := range []string{"postmaster.pid", "pg_wal/" + man.StartWAL} {
@@ -238,7 +239,7 @@ func checkManifestCoversDataDir(t *testing.T, pgdata string, man *catalog.Manife
 }
 
 // checkObjectsMatchManifest decodes every data object and checks every
-// file's bytes against its size and SHA-256 in the manifest.
+// file's bytes against its size and checksum in the manifest.
 func checkObjectsMatchManifest(t *testing.T, m *harness.MinIO, bucket, prefix string, man *catalog.Manifest) {
 	t.Helper()
 	objs := make([][]byte, len(man.Objects))
@@ -257,14 +258,14 @@ func checkObjectsMatchManifest(t *testing.T, m *harness.MinIO, bucket, prefix st
 		if f.Type != catalog.TypeFile {
 			continue
 		}
-		h := sha256.New()
+		h := xxh3.New128()
 		var n int64
 		for _, p := range f.Parts {
 			h.Write(objs[p.Object][p.Offset : p.Offset+p.Length])
 			n += p.Length
 		}
-		if n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
-			t.Errorf("%s: objects hold %d bytes with another checksum than the manifest's %d bytes %s", f.Path, n, f.Size, f.SHA256)
+		if n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.Checksum {
+			t.Errorf("%s: objects hold %d bytes with another checksum than the manifest's %d bytes %s", f.Path, n, f.Size, f.Checksum)
 		}
 	}
 }

@@ -82,7 +82,7 @@ type BackupObject struct {
 	Key        string `json:"key"`         // full key in the repository
 	Size       int64  `json:"size"`        // decoded bytes
 	StoredSize int64  `json:"stored_size"` // encoded bytes
-	SHA256     string `json:"sha256"`      // of the decoded bytes
+	Checksum   string `json:"xxh3"`        // of the decoded bytes (codec.Checksum)
 }
 
 // File types in a manifest.
@@ -100,7 +100,7 @@ type BackupFile struct {
 	Size       int64     `json:"size,omitempty"`
 	Mode       uint32    `json:"mode"` // permission bits
 	MTime      time.Time `json:"mtime"`
-	SHA256     string    `json:"sha256,omitempty"`
+	Checksum   string    `json:"xxh3,omitempty"`       // codec.Checksum of the file's bytes
 	Link       string    `json:"link,omitempty"`       // symlink target
 	Tablespace uint32    `json:"tablespace,omitempty"` // OID, for files in a tablespace
 	Parts      []Part    `json:"parts,omitempty"`      // where the bytes are, in order

@@ -37,10 +37,10 @@ func TestManifestRoundTripAndCatalog(t *testing.T) {
 			StartWAL: "000000010000000000000002", StopWAL: "000000010000000000000003",
 			StartTime: start, StopTime: start.Add(time.Second), Duration: 1, Size: 10, StoredSize: 5, Compression: "zstd"},
 		BackupLabel: "START WAL LOCATION: ...",
-		Objects:     []BackupObject{{Key: DataKey(id, 0), Size: 10, StoredSize: 5, SHA256: "ab"}},
+		Objects:     []BackupObject{{Key: DataKey(id, 0), Size: 10, StoredSize: 5, Checksum: "ab"}},
 		Files: []BackupFile{
 			{Path: "base", Type: TypeDir, Mode: 0o700, MTime: start},
-			{Path: "base/1/1259", Type: TypeFile, Size: 10, Mode: 0o600, MTime: start, SHA256: "cd", Parts: []Part{{Object: 0, Offset: 0, Length: 10}}},
+			{Path: "base/1/1259", Type: TypeFile, Size: 10, Mode: 0o600, MTime: start, Checksum: "cd", Parts: []Part{{Object: 0, Offset: 0, Length: 10}}},
 			{Path: "pg_tblspc/16385", Type: TypeLink, Link: "/ts", Tablespace: 16385, MTime: start},
 		},
 	}

@@ -1,6 +1,6 @@
 // Package codec turns a file into a self-describing stored object and back:
 // a small clear-text header (what the payload needs to be decoded, plus the
-// size and SHA-256 of the original bytes), then the payload, compressed and
+// size and checksum of the original bytes), then the payload, compressed and
 // optionally encrypted with age. Fetching therefore needs no matching
 // configuration, only the key when the object is encrypted.
 package codec
@@ -29,9 +29,12 @@ var ErrCorrupt = errors.New("corrupt object")
 
 // Header is stored in clear text at the front of every object.
 type Header struct {
-	Name        string `json:"name"`   // the file's name when it was stored
-	Size        int64  `json:"size"`   // size of the original bytes
-	SHA256      string `json:"sha256"` // hex SHA-256 of the original bytes
+	Name     string `json:"name"`           // the file's name when it was stored
+	Size     int64  `json:"size"`           // size of the original bytes
+	Checksum string `json:"xxh3,omitempty"` // of the original bytes, see NewChecksum
+	// SHA256 is the checksum of objects written before XXH3 (November 2026);
+	// such objects are still verified with it.
+	SHA256      string `json:"sha256,omitempty"`
 	Compression string `json:"compression"`
 	Encryption  string `json:"encryption,omitempty"` // "age" or empty
 }

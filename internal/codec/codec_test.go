@@ -3,6 +3,8 @@ package codec
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -59,9 +61,41 @@ func TestRoundTripEveryCodec(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s/%v decode: %v", comp, encrypt, err)
 			}
-			if !bytes.Equal(out.Bytes(), plain) || got.SHA256 != h.SHA256 {
+			if !bytes.Equal(out.Bytes(), plain) || got.Checksum != h.Checksum || h.Checksum != Checksum(plain) {
 				t.Fatalf("%s/%v: decoded bytes differ", comp, encrypt)
 			}
+		}
+	}
+}
+
+func TestStreamingChecksumMatchesOneShot(t *testing.T) {
+	b := walLike(t, 3<<20+17)
+	h := NewChecksum()
+	h.Write(b[:1000])
+	h.Write(b[1000:])
+	if got := ChecksumOf(h); got != Checksum(b) || len(got) != checksumLen {
+		t.Fatalf("streaming %s, one-shot %s", got, Checksum(b))
+	}
+}
+
+// Objects written before XXH3 carry a SHA-256; they must still decode, and
+// still be checked.
+func TestLegacySHA256Objects(t *testing.T) {
+	plain := walLike(t, 64<<10)
+	sum := sha256.Sum256(plain)
+	for _, tc := range []struct {
+		sum     string
+		corrupt bool
+	}{{hex.EncodeToString(sum[:]), false}, {strings.Repeat("ab", 32), true}} {
+		var obj bytes.Buffer
+		h := Header{Name: "x", Size: int64(len(plain)), SHA256: tc.sum}
+		if err := (&Encoder{}).Encode(&obj, h, bytes.NewReader(plain)); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		_, err := (&Decoder{}).Decode(&obj, &out, "x")
+		if tc.corrupt != errors.Is(err, ErrCorrupt) || (!tc.corrupt && !bytes.Equal(out.Bytes(), plain)) {
+			t.Fatalf("sha256 %s: err %v", tc.sum[:8], err)
 		}
 	}
 }

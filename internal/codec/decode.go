@@ -36,7 +36,7 @@ type Decoder struct {
 }
 
 // Decode reads an object from src and writes the original bytes to dst,
-// verifying size and SHA-256. When wantName is set, the object must have been
+// verifying size and checksum. When wantName is set, the object must have been
 // stored under that name. A failure caused by the data is ErrCorrupt; a
 // failure of src itself (network, timeout) is returned as it is.
 func (d *Decoder) Decode(src io.Reader, dst io.Writer, wantName string) (Header, error) {
@@ -81,7 +81,10 @@ func (d *Decoder) Decode(src io.Reader, dst io.Writer, wantName string) (Header,
 		return fail(h, "%s stream: %v", h.Compression, err)
 	}
 	defer dr.Close()
-	sum := sha256.New()
+	sum, want := NewChecksum(), h.Checksum
+	if want == "" && h.SHA256 != "" {
+		sum, want = sha256.New(), h.SHA256
+	}
 	n, err := io.Copy(io.MultiWriter(dst, sum), dr)
 	if err != nil {
 		if s.err == nil && isWriteErr(err) {
@@ -92,8 +95,8 @@ func (d *Decoder) Decode(src io.Reader, dst io.Writer, wantName string) (Header,
 	if n != h.Size {
 		return fail(h, "decoded %d bytes, header says %d", n, h.Size)
 	}
-	if got := hex.EncodeToString(sum.Sum(nil)); got != h.SHA256 {
-		return fail(h, "SHA-256 of decoded bytes is %s, header says %s", got, h.SHA256)
+	if got := hex.EncodeToString(sum.Sum(nil)); got != want {
+		return fail(h, "checksum of decoded bytes is %s, header says %q", got, want)
 	}
 	return h, nil
 }

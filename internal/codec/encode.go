@@ -2,8 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
@@ -32,7 +30,7 @@ func (e *Encoder) compression() string {
 }
 
 // Encode writes h and the encoded src to dst. The caller fills h.Name,
-// h.Size and h.SHA256; Encode fills the codec fields.
+// h.Size and h.Checksum; Encode fills the codec fields.
 func (e *Encoder) Encode(dst io.Writer, h Header, src io.Reader) error {
 	h.Compression = e.compression()
 	if err := CheckCompression(h.Compression); err != nil {
@@ -80,7 +78,10 @@ func (nopWriteCloser) Close() error { return nil }
 func (e *Encoder) compressor(w io.Writer) (io.WriteCloser, error) {
 	switch e.compression() {
 	case "zstd":
-		level := zstd.SpeedDefault
+		// The fastest level by default: on 2 cores the archiver is bound by
+		// CPU, and level 3 costs 35% more time on random-text WAL for a
+		// ratio of 2.02 instead of 2.09 (6.8 instead of 6.2 on pgbench WAL).
+		level := zstd.SpeedFastest
 		if e.Level != 0 {
 			level = zstd.EncoderLevelFromZstd(e.Level)
 		}
@@ -123,13 +124,13 @@ func (e *Encoder) EncodeFile(path, name string, tee io.Writer) ([]byte, Header, 
 		return nil, Header{}, err
 	}
 	size := fi.Size()
-	h := Header{Name: name, Size: size, SHA256: strings.Repeat("0", sha256.Size*2)}
+	h := Header{Name: name, Size: size, Checksum: strings.Repeat("0", checksumLen)}
 	// Start at an eighth: WAL usually compresses 5-15x, and a buffer sized
 	// for the worst case costs the zeroing of every page of it (measured: a
 	// quarter of wal-push's CPU). Incompressible files grow it by doubling.
 	var buf bytes.Buffer
 	buf.Grow(int(size/8) + 64<<10)
-	hr := &hashingReader{r: f, h: sha256.New(), tee: tee}
+	hr := &hashingReader{r: f, h: NewChecksum(), tee: tee}
 	if err := e.Encode(&buf, h, hr); err != nil {
 		return nil, Header{}, fmt.Errorf("encoding %s: %w", path, err)
 	}
@@ -137,13 +138,13 @@ func (e *Encoder) EncodeFile(path, name string, tee io.Writer) ([]byte, Header, 
 		return nil, Header{}, fmt.Errorf("%s changed size while it was being archived (%d, then %d bytes); nothing was stored", path, size, hr.n)
 	}
 	obj := buf.Bytes()
-	slot := []byte(`"sha256":"` + h.SHA256 + `"`)
+	slot := []byte(`"xxh3":"` + h.Checksum + `"`)
 	at := bytes.Index(obj[:min(len(obj), maxHeaderLen+12)], slot)
 	if at < 0 {
 		return nil, Header{}, fmt.Errorf("encoding %s: header checksum slot not found", path)
 	}
-	h.SHA256 = hex.EncodeToString(hr.h.Sum(nil))
-	copy(obj[at+len(`"sha256":"`):], h.SHA256)
+	h.Checksum = ChecksumOf(hr.h)
+	copy(obj[at+len(`"xxh3":"`):], h.Checksum)
 	h.Compression, h.Encryption = e.compression(), ""
 	if len(e.Recipients) > 0 {
 		h.Encryption = "age"
