@@ -3,31 +3,21 @@ package archiver
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/walship/walship/internal/agentsock"
 )
 
 // The agent is a resident process beside PostgreSQL. It keeps one warm store
 // client, ships every .ready file as soon as it appears with Parallel
 // workers, and answers wal-push over a Unix socket in pg_wal/walship, so that
 // archive_command becomes a thin client that returns as soon as its file is
-// durable (usually: at once).
-//
-// Protocol, one request per connection:
-//
-//	client: PUSH <file name> <repository>\n
-//	agent:  OK\n  or  ERR <message>\n
-
-// SocketPath is where the agent listens for a given pg_wal directory.
-func SocketPath(walDir string) string {
-	return filepath.Join(walDir, "walship", "agent.sock")
-}
+// durable (usually: at once). The protocol is in internal/agentsock.
 
 // Agent serves one pg_wal directory.
 type Agent struct {
@@ -50,7 +40,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.inFlight = map[string]bool{}
 	a.retryAt, a.fails = map[string]time.Time{}, map[string]int{}
-	sock := SocketPath(a.Shipper.WALDir)
+	sock := agentsock.Path(a.Shipper.WALDir)
 	ln, err := listenUnix(sock)
 	if err != nil {
 		return err
@@ -143,22 +133,18 @@ func (a *Agent) handle(ctx context.Context, conn net.Conn) {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
-	f := strings.SplitN(strings.TrimRight(line, "\n"), " ", 3)
+	name, repo, ok := agentsock.ParseRequest(line)
 	var reply string
 	switch {
-	case len(f) != 3 || f[0] != "PUSH":
-		reply = "ERR bad request"
-	case f[2] != a.Repo:
-		reply = fmt.Sprintf("ERR the agent archives to %s but this wal-push is configured for %s", a.Repo, f[2])
+	case !ok:
+		reply = "ERR bad request\n"
+	case repo != a.Repo:
+		reply = agentsock.Reply(fmt.Errorf("the agent archives to %s but this wal-push is configured for %s", a.Repo, repo))
 	default:
 		// Push shares an upload already running for this name.
-		if err := a.Shipper.Push(ctx, f[1]); err != nil {
-			reply = "ERR " + strings.ReplaceAll(err.Error(), "\n", " ")
-		} else {
-			reply = "OK"
-		}
+		reply = agentsock.Reply(a.Shipper.Push(ctx, name))
 	}
-	conn.Write([]byte(reply + "\n"))
+	conn.Write([]byte(reply))
 }
 
 // listenUnix binds the socket, replacing a stale one left by a dead agent but
@@ -177,30 +163,4 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listening on %s: %w", path, err)
 	}
 	return ln, nil
-}
-
-// ErrNoAgent: no agent is listening; the caller ships the file itself.
-var ErrNoAgent = errors.New("no agent")
-
-// AskAgent asks a running agent to push name and waits up to timeout for it
-// to be durable. It returns ErrNoAgent when none is listening.
-func AskAgent(walDir, repo, name string, timeout time.Duration) error {
-	conn, err := net.DialTimeout("unix", SocketPath(walDir), time.Second)
-	if err != nil {
-		return ErrNoAgent
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(conn, "PUSH %s %s\n", name, repo); err != nil {
-		return ErrNoAgent
-	}
-	reply, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("the walship agent did not answer for %s: %w", name, err)
-	}
-	reply = strings.TrimSpace(reply)
-	if reply == "OK" {
-		return nil
-	}
-	return errors.New(strings.TrimPrefix(reply, "ERR "))
 }

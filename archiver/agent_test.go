@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walship/walship/internal/agentsock"
 	"github.com/walship/walship/internal/pg"
 )
 
 func TestAgentShipsReadyFilesAndAnswersWalPush(t *testing.T) {
 	r := newRig(t)
-	if err := AskAgent(r.walDir, r.repo, "000000010000000000000001", time.Second); !errors.Is(err, ErrNoAgent) {
+	if err := agentsock.Ask(r.walDir, r.repo, "000000010000000000000001", time.Second); !errors.Is(err, agentsock.ErrNoAgent) {
 		t.Fatalf("no agent running: got %v", err)
 	}
 	var names []string
@@ -42,7 +43,7 @@ func TestAgentShipsReadyFilesAndAnswersWalPush(t *testing.T) {
 	}
 	// wal-push as a thin client: answered, fast.
 	start := time.Now()
-	if err := AskAgent(r.walDir, r.repo, names[0], 5*time.Second); err != nil {
+	if err := agentsock.Ask(r.walDir, r.repo, names[0], 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > time.Second {
@@ -51,7 +52,7 @@ func TestAgentShipsReadyFilesAndAnswersWalPush(t *testing.T) {
 	// A file that is not ready yet is pushed on request.
 	extra := pg.Segment{Timeline: 1, Seg: 9}.Name()
 	r.segment(extra, 7, 9)
-	if err := AskAgent(r.walDir, r.repo, extra, 5*time.Second); err != nil {
+	if err := agentsock.Ask(r.walDir, r.repo, extra, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.stored(extra); err != nil {
@@ -59,11 +60,11 @@ func TestAgentShipsReadyFilesAndAnswersWalPush(t *testing.T) {
 	}
 	// Errors travel back to wal-push.
 	r.file("000000010000000000000010", []byte("not wal at all, not wal at all, not wal at all, not wal at all."))
-	if err := AskAgent(r.walDir, r.repo, "000000010000000000000010", 5*time.Second); err == nil || !strings.Contains(err.Error(), "not a WAL segment") {
+	if err := agentsock.Ask(r.walDir, r.repo, "000000010000000000000010", 5*time.Second); err == nil || !strings.Contains(err.Error(), "not a WAL segment") {
 		t.Fatalf("bad file through agent: %v", err)
 	}
 	// A wal-push configured for another repository is told so.
-	if err := AskAgent(r.walDir, "file:///elsewhere", names[0], 5*time.Second); err == nil || !strings.Contains(err.Error(), "configured for file:///elsewhere") {
+	if err := agentsock.Ask(r.walDir, "file:///elsewhere", names[0], 5*time.Second); err == nil || !strings.Contains(err.Error(), "configured for file:///elsewhere") {
 		t.Fatalf("repo mismatch: %v", err)
 	}
 	// A second agent on the same pg_wal refuses to start.

@@ -698,3 +698,28 @@ func TestCliNoSecretsInOutput(t *testing.T) {
 		t.Errorf("check does not report encryption on:\n%s", r.stdout)
 	}
 }
+
+// The fast path (internal/fastpath) only helps while Go initialises it before
+// the heavy packages: an import of net, fmt or strings in it, spool or
+// agentsock would quietly cost ~10 ms on every archive_command and
+// restore_command call. GODEBUG=inittrace=1 prints the real order.
+func TestCLIFastPathInitialisesBeforeHeavyPackages(t *testing.T) {
+	r := runWalship(t, harness.NewServerDir(t), []string{"GODEBUG=inittrace=1"}, "wal-fetch", "000000010000000000000001", "/nonexistent/RECOVERYXLOG")
+	order := map[string]int{}
+	n := 0
+	for _, line := range strings.Split(r.stderr, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "init" {
+			order[f[1]] = n
+			n++
+		}
+	}
+	fp, ok := order["github.com/walship/walship/internal/fastpath"]
+	if !ok {
+		t.Fatalf("fastpath does not initialise:\n%s", r.stderr)
+	}
+	for _, heavy := range []string{"unicode", "net", "net/http", "crypto/tls", "github.com/aws/aws-sdk-go-v2/service/s3/internal/endpoints", "github.com/walship/walship/internal/pg"} {
+		if at, ok := order[heavy]; !ok || at < fp {
+			t.Errorf("%s initialises before the fast path (position %d of %d, fast path %d)", heavy, at, n, fp)
+		}
+	}
+}

@@ -9,13 +9,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/spool"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -34,12 +33,6 @@ type Fetcher struct {
 	Log    *slog.Logger
 }
 
-// SpoolDir is the prefetch spool for a restore destination: beside DEST in
-// pg_wal, so taking a file from it is a rename on the same filesystem.
-func SpoolDir(dest string) string {
-	return filepath.Join(filepath.Dir(dest), "walship", "prefetch")
-}
-
 // Fetch writes the archived file name to dest atomically, verified. It
 // takes the file from the prefetch spool when it is there, or about to be.
 func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
@@ -47,50 +40,10 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 	if err != nil {
 		return err
 	}
-	if TakeSpooled(ctx, name, dest) {
+	if spool.For(dest).Take(ctx, name, dest) {
 		return nil
 	}
 	return f.fetchObject(ctx, key, name, dest)
-}
-
-// TakeSpooled moves a prefetched copy of name to dest and reports whether
-// there was one. It needs no store, so restore_command can answer from the
-// spool before setting up a connection. It also tells the prefetcher which
-// segment recovery asked for last.
-func TakeSpooled(ctx context.Context, name, dest string) bool {
-	spool := SpoolDir(dest)
-	if pg.KindOf(name) != pg.KindSegment {
-		return false
-	}
-	markLast(spool, name)
-	if !sameBoot(spool) {
-		// The machine restarted since these files were written without
-		// fsync: they may be torn. Start over.
-		clearSpool(spool)
-		return false
-	}
-	return takeSpooled(ctx, spool, name, dest)
-}
-
-// takeSpooled moves a prefetched copy of name to dest. When a live
-// prefetcher is downloading name right now, it waits for that download
-// rather than starting a second one.
-func takeSpooled(ctx context.Context, spool, name, dest string) bool {
-	spooled := filepath.Join(spool, name)
-	marker := inflightMarker(spool, name)
-	for {
-		if os.Rename(spooled, dest) == nil {
-			return true
-		}
-		if _, err := os.Stat(marker); err != nil || !prefetcherAlive(spool) {
-			return false
-		}
-		select {
-		case <-time.After(5 * time.Millisecond):
-		case <-ctx.Done():
-			return false
-		}
-	}
 }
 
 // fetchObject downloads and decodes one object. The store wrapper already
@@ -147,129 +100,86 @@ func (f *Fetcher) fetchOnce(ctx context.Context, key, name, dest string, durable
 }
 
 // Prefetch keeps the spool filled with the n segments that follow the
-// newest one PostgreSQL asked for (name, then whatever later calls of Fetch
-// record), downloading up to parallel at once and dropping segments recovery
-// has passed. It returns when the archive has no next segment yet or when
-// recovery has not moved for a while. One prefetcher per spool runs at a
-// time; another call returns at once.
+// newest one PostgreSQL asked for (name, then whatever later calls record),
+// with up to parallel downloads running at all times: a download that ends
+// starts the next one at once, so the spool refills as fast as the store and
+// the CPUs allow. It drops segments recovery has passed, and returns once
+// the archive has no next segment yet (or a download failed: the foreground
+// fetch retries and reports it), or when recovery has not moved for a while.
+// One prefetcher per spool runs at a time; another call returns at once.
 func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel int) error {
 	if pg.KindOf(name) != pg.KindSegment || n <= 0 {
 		return nil
 	}
-	spool := SpoolDir(dest)
-	if err := os.MkdirAll(spool, 0o700); err != nil {
+	sp := spool.For(dest)
+	if err := os.MkdirAll(string(sp), 0o700); err != nil {
 		return err
 	}
-	unlock, ok := tryLock(filepath.Join(spool, ".lock"))
+	unlock, ok := sp.Lock()
 	if !ok {
 		return nil
 	}
 	defer unlock()
-	if !sameBoot(spool) {
-		clearSpool(spool)
+	if !sp.SameBoot() {
+		sp.Clear()
 	}
-	markBoot(spool)
+	sp.MarkBoot()
 
 	segSize := uint32(16 << 20)
 	if id, err := catalog.LoadIdentity(ctx, f.Store); err == nil && id.WALSegmentSize != 0 {
 		segSize = id.WALSegmentSize
 	}
-	idleSince := time.Now()
-	for ctx.Err() == nil {
-		current := lastRequested(spool, name)
-		dropOlder(spool, current)
-		seg, err := pg.ParseSegmentName(current)
-		if err != nil {
-			return err
-		}
-		var missing []string
-		for range n {
-			seg = seg.Next(segSize)
-			if _, err := os.Stat(filepath.Join(spool, seg.Name())); err != nil {
-				missing = append(missing, seg.Name())
-			}
-		}
-		if len(missing) == 0 {
-			if time.Since(idleSince) > 2*time.Second {
-				return nil
-			}
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		idleSince = time.Now()
-		if end := f.fetchAll(ctx, spool, missing, parallel); end {
-			return nil
-		}
+	type result struct {
+		name string
+		err  error
 	}
-	return ctx.Err()
-}
-
-// fetchAll downloads names into dir with parallel workers. Once a name is
-// not in the archive, later names are not started (they cannot exist yet),
-// while downloads already running finish; it then reports the end.
-func (f *Fetcher) fetchAll(ctx context.Context, dir string, names []string, parallel int) (end bool) {
-	var ended atomic.Bool
-	sem := make(chan struct{}, max(parallel, 1))
-	for _, name := range names {
-		sem <- struct{}{}
-		if ended.Load() || ctx.Err() != nil {
-			<-sem
-			break
+	done := make(chan result, max(parallel, 1))
+	inflight := map[string]bool{}
+	ended := false // the archive has no next segment (yet): start nothing more
+	idleSince := time.Now()
+	for {
+		current := sp.LastRequested(name)
+		sp.DropOlder(current)
+		if !ended && ctx.Err() == nil {
+			seg, err := pg.ParseSegmentName(current)
+			if err != nil {
+				return err
+			}
+			for range n {
+				seg = seg.Next(segSize)
+				next := seg.Name()
+				if len(inflight) >= max(parallel, 1) {
+					break
+				}
+				if _, err := os.Stat(sp.Path(next)); err == nil || inflight[next] {
+					continue
+				}
+				inflight[next] = true
+				os.WriteFile(sp.Inflight(next), nil, 0o600)
+				go func() {
+					key, _ := catalog.WALKey(next)
+					done <- result{next, f.fetchOnce(ctx, key, next, sp.Path(next), false)}
+				}()
+			}
 		}
-		marker := inflightMarker(dir, name)
-		os.WriteFile(marker, nil, 0o600)
-		go func() {
-			defer func() { os.Remove(marker); <-sem }()
-			key, _ := catalog.WALKey(name)
-			err := f.fetchOnce(ctx, key, name, filepath.Join(dir, name), false)
-			if errors.Is(err, storage.ErrNotFound) {
-				ended.Store(true)
-			} else if err != nil {
-				ended.Store(true) // let the foreground fetch retry and report it
-				if f.Log != nil {
-					f.Log.Warn("prefetch failed; the segment will be fetched when asked for", "file", name, "err", err)
+		if len(inflight) > 0 {
+			idleSince = time.Now()
+		} else if ended || ctx.Err() != nil {
+			return ctx.Err()
+		} else if time.Since(idleSince) > 2*time.Second {
+			return nil // the spool is full and recovery has not moved
+		}
+		select {
+		case r := <-done:
+			delete(inflight, r.name)
+			os.Remove(sp.Inflight(r.name))
+			if r.err != nil {
+				ended = true
+				if !errors.Is(r.err, storage.ErrNotFound) && f.Log != nil {
+					f.Log.Warn("prefetch failed; the segment will be fetched when asked for", "file", r.name, "err", r.err)
 				}
 			}
-		}()
-	}
-	for range cap(sem) {
-		sem <- struct{}{}
-	}
-	return ended.Load()
-}
-
-func inflightMarker(spool, name string) string { return filepath.Join(spool, ".inflight-"+name) }
-
-// markLast records the newest segment PostgreSQL asked for, for the prefetcher.
-func markLast(spool, name string) {
-	if os.MkdirAll(spool, 0o700) != nil {
-		return
-	}
-	tmp := filepath.Join(spool, ".last.tmp")
-	if os.WriteFile(tmp, []byte(name), 0o600) == nil {
-		os.Rename(tmp, filepath.Join(spool, ".last"))
-	}
-}
-
-func lastRequested(spool, fallback string) string {
-	b, err := os.ReadFile(filepath.Join(spool, ".last"))
-	if err != nil || pg.KindOf(string(b)) != pg.KindSegment {
-		return fallback
-	}
-	return string(b)
-}
-
-// PrefetcherAlive reports whether a prefetcher is serving the spool of dest.
-func PrefetcherAlive(dest string) bool { return prefetcherAlive(SpoolDir(dest)) }
-
-// dropOlder removes spooled segments that sort before name: recovery has
-// moved past them (or switched timeline) and will not ask again. name itself
-// stays: Fetch may be about to take it.
-func dropOlder(spool, name string) {
-	ents, _ := os.ReadDir(spool)
-	for _, e := range ents {
-		if pg.KindOf(e.Name()) == pg.KindSegment && e.Name()[8:] < name[8:] {
-			os.Remove(filepath.Join(spool, e.Name()))
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

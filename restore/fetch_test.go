@@ -14,6 +14,7 @@ import (
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/spool"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -163,11 +164,11 @@ func TestSpoolFromAnotherBootIsDiscarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := pg.Segment{Timeline: 1, Seg: 2}.Name()
-	os.WriteFile(filepath.Join(SpoolDir(dest), ".boot"), []byte("another-boot"), 0o600)
-	if TakeSpooled(context.Background(), second, dest) {
+	os.WriteFile(filepath.Join(string(spool.For(dest)), ".boot"), []byte("another-boot"), 0o600)
+	if spool.For(dest).Take(context.Background(), second, dest) {
 		t.Fatal("a file spooled before a restart was used")
 	}
-	if _, err := os.Stat(filepath.Join(SpoolDir(dest), second)); !os.IsNotExist(err) {
+	if _, err := os.Stat(spool.For(dest).Path(second)); !os.IsNotExist(err) {
 		t.Fatal("the stale spool was not cleared")
 	}
 	// The store still serves it.

@@ -12,6 +12,10 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	// Answers wal-fetch from the spool and wal-push through the agent
+	// before the heavy packages initialise; see its documentation.
+	_ "github.com/walship/walship/internal/fastpath"
 )
 
 // exitError carries a specific exit code to main.

@@ -9,8 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/walship/walship/archiver"
+	"github.com/walship/walship/internal/agentsock"
 	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/spool"
 	"github.com/walship/walship/restore"
 )
 
@@ -40,8 +41,8 @@ pg_wal directory, wal-push only asks it and waits for the answer.`,
 			}
 			walDir := filepath.Dir(path)
 			if !c.noAgent && c.repo != "" {
-				err := archiver.AskAgent(walDir, c.repo, name, c.agentTimeout)
-				if !errors.Is(err, archiver.ErrNoAgent) {
+				err := agentsock.Ask(walDir, c.repo, name, c.agentTimeout)
+				if !errors.Is(err, agentsock.ErrNoAgent) {
 					return err
 				}
 			}
@@ -98,8 +99,9 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string) 
 	}
 	// The common case during recovery: the prefetcher already has the file.
 	// Answer before loading any store configuration.
-	if prefetchFor == "" && restore.TakeSpooled(cmd.Context(), name, dest) {
-		if c.prefetch > 0 && !restore.PrefetcherAlive(dest) {
+	sp := spool.For(dest)
+	if prefetchFor == "" && sp.Take(cmd.Context(), name, dest) {
+		if c.prefetch > 0 && !sp.PrefetcherAlive() {
 			startPrefetcher(name, dest)
 		}
 		return nil
@@ -121,7 +123,7 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string) 
 	if err := f.Fetch(cmd.Context(), name, dest); err != nil {
 		return err
 	}
-	if c.prefetch > 0 && pg.KindOf(name) == pg.KindSegment && !restore.PrefetcherAlive(dest) {
+	if c.prefetch > 0 && pg.KindOf(name) == pg.KindSegment && !sp.PrefetcherAlive() {
 		startPrefetcher(name, dest)
 	}
 	return nil
