@@ -121,8 +121,10 @@ func fileCRC(path string) (uint32, error) {
 		return 0, err
 	}
 	defer f.Close()
+	// 1 MiB reads: 16 system calls per 16 MiB segment instead of 512 with
+	// io.Copy's 32 KiB, on the path of every wal-push the agent answers.
 	h := crc32.New(castagnoli)
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.CopyBuffer(struct{ io.Writer }{h}, struct{ io.Reader }{f}, make([]byte, 1<<20)); err != nil {
 		return 0, err
 	}
 	return h.Sum32(), nil

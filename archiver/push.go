@@ -97,6 +97,11 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 		return fmt.Errorf("%s changed while it was being archived; nothing was stored", path)
 	}
 	err = s.Store.Put(ctx, key, obj, storage.PutOptions{IfNotExists: true})
+	if err == nil {
+		// Only after a clean put: a cancelled HTTP request may still read
+		// its body for a moment after it returned.
+		defer codec.Release(obj)
+	}
 	if errors.Is(err, storage.ErrExists) {
 		err = s.compareExisting(ctx, key, name, path, h)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -40,8 +41,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopProfile := cpuProfile()
 	root := newRoot()
 	cmd, err := root.ExecuteContextC(ctx)
+	stopProfile()
 	if err == nil {
 		return
 	}
@@ -86,4 +89,24 @@ func newRoot() *cobra.Command {
 	c.registerCommon(root.PersistentFlags())
 	root.AddCommand(walPushCmd(c), walFetchCmd(c), agentCmd(c), checkCmd(c), backupCmd(c))
 	return root
+}
+
+// cpuProfile writes a CPU profile of this process to
+// $WALSHIP_CPUPROFILE.<pid> when that variable is set: how the agent, a
+// prefetcher or a backup spend their time, for `go tool pprof`.
+func cpuProfile() (stop func()) {
+	prefix := os.Getenv("WALSHIP_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "walship: WALSHIP_CPUPROFILE:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }

@@ -159,6 +159,10 @@ func TestS3(t *testing.T) {
 			if rec.put.Get("X-Amz-Trailer") != "" || strings.Contains(rec.put.Get("Content-Encoding"), "aws-chunked") {
 				t.Errorf("%s: trailing checksum sent: %v", mode, rec.put)
 			}
+			// Over plain HTTP the signature must cover the body.
+			if got := rec.put.Get("X-Amz-Content-Sha256"); mode != "crc32" && len(got) != 64 {
+				t.Errorf("%s over http: x-amz-content-sha256 %q, want the body's hash", mode, got)
+			}
 		}
 	})
 
@@ -339,8 +343,24 @@ func TestS3CustomCA(t *testing.T) {
 		t.Fatalf("read back %q", got)
 	}
 
+	// Over TLS the SDK signs UNSIGNED-PAYLOAD instead of hashing the body a
+	// second time (the server checks Content-MD5); a change of that default
+	// would cost the agent CPU.
+	direct, err := newS3Store(ctx, "walship", "tls", opts.S3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingClient{next: direct.client.Options().HTTPClient}
+	direct.client = s3.New(direct.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
+	if err := direct.Put(ctx, "unsigned", []byte("over TLS"), PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.put.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" || rec.put.Get("Content-Md5") == "" {
+		t.Errorf("over TLS: x-amz-content-sha256 %q, Content-MD5 %q", got, rec.put.Get("Content-Md5"))
+	}
+
 	s = openS3(t, "s3://walship/tls", s3Opts(m)) // system roots only
-	err := s.Put(ctx, "k", []byte("x"), PutOptions{})
+	err = s.Put(ctx, "k", []byte("x"), PutOptions{})
 	if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "is not trusted") {
 		t.Fatalf("put without the CA file: %v", err)
 	}
@@ -387,11 +407,17 @@ func selfSignedCert(t *testing.T, dir string) []byte {
 }
 
 // recordingClient remembers the headers of the last PUT it sends.
-type recordingClient struct{ put http.Header }
+type recordingClient struct {
+	put  http.Header
+	next s3.HTTPClient // nil: http.DefaultClient
+}
 
 func (r *recordingClient) Do(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodPut {
 		r.put = req.Header.Clone()
+	}
+	if r.next != nil {
+		return r.next.Do(req)
 	}
 	return http.DefaultClient.Do(req)
 }
