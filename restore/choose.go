@@ -35,7 +35,7 @@ func ChooseBackup(list []catalog.BackupSummary, id string, t Target) (catalog.Ba
 	switch t.Kind {
 	case TargetTime:
 		return catalog.BackupSummary{}, fmt.Errorf("recovery target %s is before the recoverable window: the oldest backup, %s, ended at %s; choose a later time",
-			t, oldest.ID, oldest.StopTime.Format(time.RFC3339))
+			t, oldest.ID, oldest.StopTime.Format(time.RFC3339Nano))
 	default:
 		return catalog.BackupSummary{}, fmt.Errorf("recovery target %s is before the recoverable window: the oldest backup, %s, ended at LSN %s; choose a later LSN",
 			t, oldest.ID, oldest.StopLSN)

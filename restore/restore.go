@@ -244,7 +244,7 @@ func planTablespaces(m *catalog.Manifest, relocate map[uint32]string) ([]tablesp
 				have = append(have, strconv.FormatUint(uint64(k), 10))
 			}
 			sort.Strings(have)
-			return nil, fmt.Errorf("--tablespace %d: backup %s has no tablespace with that OID (it has: %s)", oid, m.ID, orNone(strings.Join(have, ", ")))
+			return nil, fmt.Errorf("--tablespace %d: backup %s has no tablespace with that OID (it has: %s)", oid, m.ID, strings.Join(append(have, "none")[:max(len(have), 1)], ", "))
 		}
 	}
 	return out, nil

@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/walship/walship/e2e/harness"
+	"github.com/walship/walship/internal/catalog"
+)
+
+// TestRestoreRefusesAndFailsCleanly checks that walship restore refuses bad
+// requests before writing anything (two targets, a malformed target, an
+// unknown backup, targets outside the recoverable window, a non-empty data
+// directory, an unknown tablespace, an unreachable store), and that a
+// restore failing midway (a corrupt object, a missing object, a file whose
+// checksum differs from the manifest) names the culprit, exits non-zero and
+// leaves no data directory behind that looks restorable. Finally, with the
+// repository repaired, the same restore succeeds.
+func TestRestoreRefusesAndFailsCleanly(t *testing.T) {
+	const bucket, prefix = "refuse", "db"
+	m := harness.StartMinIO(t)
+	m.MakeBucket(t, bucket)
+	env := m.Env(bucket, prefix)
+	srv := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
+	srv.ExecAll("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 300000) g")
+	walEnv := append(env, "PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User, "PGDATABASE=postgres")
+	r := runWalship(t, srv.DataDir, walEnv, "backup", "--pgdata", srv.DataDir, "--fast-checkpoint", "--json")
+	var sum catalog.BackupSummary
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil {
+		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	srv.Psql("INSERT INTO t SELECT g, 'after' FROM generate_series(1, 1000) g")
+	last := srv.SwitchWal()
+	srv.WaitArchived(t, last, time.Minute)
+	// --delete-existing never replaces the directory of a running server.
+	r = runWalship(t, "/", env, "restore", "--pgdata", srv.DataDir, "--delete-existing")
+	if r.code == 0 || !strings.Contains(r.stderr, "belongs to a running PostgreSQL server") {
+		t.Errorf("restore over a running server's directory: exit %d, %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(srv.DataDir, "PG_VERSION")); err != nil {
+		t.Errorf("the running server's directory was touched: %v", err)
+	}
+	srv.Stop()
+
+	dir := harness.NewPGDataDir(t)
+	// refused runs walship restore and expects it to fail with want in its
+	// message, leaving dir exactly as it was.
+	refused := func(name, want string, renv []string, args ...string) {
+		t.Helper()
+		before := listTree(t, dir)
+		r := runWalship(t, "/", renv, append([]string{"restore", "--pgdata", dir}, args...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q; want a failure saying %q", name, r.code, r.stderr, want)
+		}
+		if after := listTree(t, dir); after != before {
+			t.Errorf("%s: the data directory changed:\nbefore: %s\nafter:  %s", name, before, after)
+		}
+		if lines := strings.Count(strings.TrimSpace(r.stderr), "\n"); lines > 0 {
+			t.Errorf("%s: %d lines of errors, want one:\n%s", name, lines+1, r.stderr)
+		}
+		t.Logf("%s: %s", name, strings.TrimSpace(r.stderr))
+	}
+	stop := sum.StopTime
+	refused("two targets", "--target-time and --target-lsn given together", env,
+		"--target-time", stop.Add(time.Second).Format(time.RFC3339), "--target-lsn", "0/5000000")
+	refused("malformed LSN", `"5000000" is not a WAL location`, env, "--target-lsn", "5000000")
+	refused("malformed time", "is not a time", env, "--target-time", "last tuesday")
+	refused("unknown backup", "no complete backup 20200101T000000Z", env, "--backup", "20200101T000000Z")
+	refused("time before every backup", "before the recoverable window", env,
+		"--target-time", stop.Add(-time.Hour).Format(time.RFC3339Nano))
+	refused("time before the chosen backup", "before the end of backup "+sum.ID, env,
+		"--backup", sum.ID, "--target-time", stop.Add(-time.Second).Format(time.RFC3339Nano))
+	refused("time after the archive", "after the newest archived WAL", env,
+		"--target-time", time.Now().Add(time.Hour).Format(time.RFC3339))
+	refused("LSN beyond the archive", "beyond the newest archived WAL", env, "--target-lsn", "5/0")
+	refused("unknown tablespace", "has no tablespace with that OID", env, "--tablespace", "99999=/tmp/nowhere")
+	refused("timeline that does not exist", "timeline 7 does not continue from backup", env, "--target-timeline", "7")
+	noCreds := append(append([]string{}, env...), "WALSHIP_RETRY_BUDGET=2s", "WALSHIP_TIMEOUT=2s")
+	m.Stop()
+	refused("store down", "127.0.0.1", noCreds, "--target-immediate")
+	m.Start()
+	keep := filepath.Join(dir, "keep.me")
+	if err := os.WriteFile(keep, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused("non-empty directory", "is not empty (it holds keep.me)", env)
+	if err := os.Remove(keep); err != nil {
+		t.Fatal(err)
+	}
+
+	// Failures in the middle: the directory is emptied again (or removed
+	// when restore created it), never left with backup_label or recovery.signal.
+	objKey := prefix + "/" + catalog.DataKey(sum.ID, 0)
+	manKey := prefix + "/" + catalog.ManifestKey(sum.ID)
+	obj, _ := rawObject(t, m, bucket, objKey)
+	man, _ := rawObject(t, m, bucket, manKey)
+	if len(obj) < 1<<20 {
+		t.Fatalf("object %s is %d bytes; the test wants a big one", objKey, len(obj))
+	}
+	failed := func(name string, target string, want ...string) {
+		t.Helper()
+		r := runWalship(t, "/", env, "restore", "--pgdata", target, "--jobs", "2")
+		for _, w := range want {
+			if r.code == 0 || !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: exit %d, stderr %q; want a failure saying %q", name, r.code, r.stderr, w)
+			}
+		}
+		if got := listTree(t, target); got != "" && got != "(missing)" {
+			t.Errorf("%s: the failed restore left %s", name, got)
+		}
+		t.Logf("%s: %s", name, strings.TrimSpace(r.stderr))
+	}
+	corrupt := bytes.Clone(obj)
+	corrupt[len(corrupt)/2] ^= 0xff
+	putObject(t, m, bucket, objKey, corrupt)
+	failed("corrupt object", dir, catalog.DataKey(sum.ID, 0), "damaged")
+
+	removeObject(t, m, bucket, objKey)
+	fresh := filepath.Join(harness.NewServerDir(t), "new")
+	failed("missing object", fresh, catalog.DataKey(sum.ID, 0), "missing")
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("the directory that restore created is still there: %v", err)
+	}
+	putObject(t, m, bucket, objKey, obj)
+
+	var mf catalog.Manifest
+	if err := json.Unmarshal(man, &mf); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range mf.Files {
+		if f.Path == "PG_VERSION" {
+			mf.Files[i].Checksum = strings.Repeat("0", 32)
+		}
+	}
+	bad, _ := json.Marshal(&mf)
+	putObject(t, m, bucket, manKey, bad)
+	failed("file checksum mismatch", dir, "PG_VERSION does not match the manifest of backup "+sum.ID)
+	putObject(t, m, bucket, manKey, man)
+
+	// Repaired: the same restore works, replacing what the directory held
+	// with --delete-existing, and recovers every row.
+	if err := os.WriteFile(keep, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runWalship(t, "/", env, "restore", "--pgdata", dir, "--delete-existing")
+	if r.code != 0 {
+		t.Fatalf("restore after the repair: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(keep); !os.IsNotExist(err) {
+		t.Errorf("--delete-existing left %s: %v", keep, err)
+	}
+	restored := harness.NewPostgresFromDir(t, dir, harness.PGOptions{Env: env, Settings: []string{"archive_mode = off"}})
+	restored.WaitRecovered(t, 2*time.Minute)
+	if got := restored.Psql("SELECT count(*) FROM t"); got != "301000" {
+		t.Errorf("restored server: %s rows, want 301000", got)
+	}
+}
+
+// listTree describes every path under dir ("" when empty, "(missing)" when
+// dir does not exist), to compare before and after.
+func listTree(t *testing.T, dir string) string {
+	t.Helper()
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return "(missing)"
+	}
+	var out []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel+":"+strconv.FormatInt(fi.Size(), 10))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(out, " ")
+}
+
+func putObject(t *testing.T, m *harness.MinIO, bucket, key string, data []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := m.Client.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+func removeObject(t *testing.T, m *harness.MinIO, bucket, key string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Client.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		t.Fatalf("remove %s: %v", key, err)
+	}
+}
