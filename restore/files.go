@@ -83,10 +83,11 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 // prepareRoot creates dir (0700), or empties it when it exists.
 func (l *layout) prepareRoot(dir string, emptyIt bool) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		top := topMissing(dir)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
-		l.roots = append(l.roots, root{dir: dir, created: true})
+		l.roots = append(l.roots, root{dir: top, created: true})
 		return os.Chmod(dir, 0o700)
 	}
 	l.roots = append(l.roots, root{dir: dir})
@@ -425,7 +426,7 @@ func (l *layout) writeRecoveryFiles(settings [][2]string) error {
 	if err := os.WriteFile(l.path(backupLabel), []byte(l.m.BackupLabel), 0o600); err != nil {
 		return err
 	}
-	for _, r := range l.roots {
+	for _, r := range l.roots { // each root is on the file system it holds
 		if err := syncFS(r.dir); err != nil {
 			return fmt.Errorf("flushing %s to disk: %w", r.dir, err)
 		}

@@ -131,7 +131,8 @@ func checkTarget(dir, what string, deleteExisting bool) error {
 	}
 	fi, err := os.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		parent := filepath.Dir(dir)
+		top := topMissing(dir)
+		parent := filepath.Dir(top)
 		if err := syscall.Access(parent, 2|1); err != nil { // W_OK|X_OK
 			return fmt.Errorf("%s %s does not exist and cannot be created in %s: %v", what, dir, parent, err)
 		}
@@ -161,6 +162,20 @@ func checkTarget(dir, what string, deleteExisting bool) error {
 		return fmt.Errorf("%s %s belongs to a running PostgreSQL server (postmaster.pid, process %d): stop it first", what, dir, pid)
 	}
 	return nil
+}
+
+// topMissing is the outermost directory of dir's path that does not exist.
+func topMissing(dir string) string {
+	for {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return dir
+		}
+		if _, err := os.Lstat(parent); err == nil {
+			return dir
+		}
+		dir = parent
+	}
 }
 
 // runningServer reports whether postmaster.pid in dir names a live process.
