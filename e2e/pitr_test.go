@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/walship/walship/e2e/harness"
 	"github.com/walship/walship/internal/catalog"
 )
@@ -21,14 +23,23 @@ import (
 // directory. Each restored server must recover to exactly the rows of the
 // batches before its target, promote and accept writes. Every restore
 // relocates the backup's tablespace with --tablespace (the original is in
-// use), and the restored servers get only the S3 credentials in their
-// environment: the repository's location comes from the flags walship
-// wrote into restore_command.
+// use). WAL and backup are encrypted with age, and the restored servers get
+// only the S3 credentials in their environment: the repository's location
+// and the key file come from the flags walship wrote into restore_command.
 func TestPointInTimeRecovery(t *testing.T) {
 	const bucket, prefix = "pitr", "db"
 	m := harness.StartMinIO(t)
 	m.MakeBucket(t, bucket)
-	env := m.Env(bucket, prefix)
+	identity, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(harness.NewServerDir(t), "walship.agekey")
+	if err := os.WriteFile(keyFile, []byte(identity.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	harness.GiveToServer(t, keyFile)
+	env := append(m.Env(bucket, prefix), "WALSHIP_ENCRYPTION_KEY_FILE="+keyFile)
 	srv := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
 	tsDir := harness.NewServerDir(t)
 	srv.ExecAll(
@@ -50,6 +61,9 @@ func TestPointInTimeRecovery(t *testing.T) {
 	var sum catalog.BackupSummary
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil {
 		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if sum.Encryption != "age" {
+		t.Fatalf("backup not encrypted: %+v", sum)
 	}
 	pause()
 	batch(2) // 300 rows in all
@@ -127,8 +141,8 @@ func TestPointInTimeRecovery(t *testing.T) {
 				t.Errorf("pg_tblspc/%s -> %q (%v), want %s", tsOID, link, err, newTS)
 			}
 			auto, _ := os.ReadFile(filepath.Join(dir, "postgresql.auto.conf"))
-			if want := "restore_command = '" + harness.Walship(t) + " wal-fetch %f %p --repo s3://" + bucket + "/" + prefix; !strings.Contains(string(auto), want) {
-				t.Errorf("postgresql.auto.conf does not hold %s...:\n%s", want, auto)
+			if want := "restore_command = '" + harness.Walship(t) + " wal-fetch %f %p --repo s3://" + bucket + "/" + prefix; !strings.Contains(string(auto), want) || !strings.Contains(string(auto), "--encryption-key-file "+keyFile) {
+				t.Errorf("postgresql.auto.conf does not hold %s... --encryption-key-file %s:\n%s", want, keyFile, auto)
 			}
 			for _, f := range []string{"recovery.signal", "backup_label", "tablespace_map"} {
 				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
