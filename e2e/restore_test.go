@@ -206,3 +206,89 @@ func removeObject(t *testing.T, m *harness.MinIO, bucket, key string) {
 		t.Fatalf("remove %s: %v", key, err)
 	}
 }
+
+// TestRestoreFollowsTimelines restores a backup, lets the restored server
+// promote to timeline 2 and archive into the same repository, and then
+// restores the same backup twice more: along timeline 1 (--target-timeline
+// current) it ends with the rows of timeline 1, along the latest timeline it
+// also replays what the promoted server wrote on timeline 2. backup list
+// shows a window for each timeline, and a target beyond timeline 2's WAL is
+// refused.
+func TestRestoreFollowsTimelines(t *testing.T) {
+	const bucket, prefix = "timelines", "db"
+	m := harness.StartMinIO(t)
+	m.MakeBucket(t, bucket)
+	env := m.Env(bucket, prefix)
+	srv := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
+	srv.ExecAll("CREATE TABLE t (i int)", "INSERT INTO t SELECT generate_series(1, 100)")
+	walEnv := append(env, "PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User, "PGDATABASE=postgres")
+	if r := runWalship(t, srv.DataDir, walEnv, "backup", "--pgdata", srv.DataDir, "--fast-checkpoint"); r.code != 0 {
+		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	srv.Psql("INSERT INTO t SELECT generate_series(101, 1000)")
+	srv.WaitArchived(t, srv.SwitchWal(), time.Minute)
+	srv.Stop()
+
+	restore := func(args ...string) *harness.Postgres {
+		t.Helper()
+		dir := harness.NewPGDataDir(t)
+		r := runWalship(t, "/", env, append([]string{"restore", "--pgdata", dir}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("restore %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		return harness.NewPostgresFromDir(t, dir, harness.PGOptions{Env: env, Settings: []string{"archive_mode = off"}})
+	}
+	// The first restored server archives (its postgresql.conf comes from the backup).
+	dir := harness.NewPGDataDir(t)
+	if r := runWalship(t, "/", env, "restore", "--pgdata", dir); r.code != 0 {
+		t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	promoted := harness.NewPostgresFromDir(t, dir, harness.PGOptions{Env: env})
+	promoted.WaitRecovered(t, 2*time.Minute)
+	promoted.Psql("INSERT INTO t SELECT generate_series(1001, 1500)")
+	seg := promoted.SwitchWal()
+	if !strings.HasPrefix(seg, "00000002") {
+		t.Fatalf("the promoted server writes %s, not on timeline 2", seg)
+	}
+	promoted.WaitArchived(t, seg, time.Minute)
+	promoted.Stop()
+
+	var listed []struct {
+		catalog.BackupSummary
+		Windows []catalog.Window `json:"recoverable_windows"`
+	}
+	r := runWalship(t, "/", env, "backup", "list", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed) != 1 {
+		t.Fatalf("backup list --json: %v\n%s", err, r.stdout)
+	}
+	var tl2 catalog.Window
+	for _, w := range listed[0].Windows {
+		if w.Timeline == 2 {
+			tl2 = w
+		}
+	}
+	if len(listed[0].Windows) != 2 || !tl2.Complete || tl2.EndWAL != seg {
+		t.Errorf("windows: %+v; want timelines 1 and 2, timeline 2 ending with %s", listed[0].Windows, seg)
+	}
+	if r := runWalship(t, "/", env, "backup", "list"); !strings.Contains(r.stdout, seg) {
+		t.Errorf("backup list does not show timeline 2's window up to %s:\n%s", seg, r.stdout)
+	}
+
+	current := restore("--target-timeline", "current")
+	current.WaitRecovered(t, 2*time.Minute)
+	if got := current.Psql("SELECT count(*) FROM t"); got != "1000" {
+		t.Errorf("along timeline 1: %s rows, want 1000", got)
+	}
+	current.Stop()
+	latest := restore()
+	latest.WaitRecovered(t, 2*time.Minute)
+	if got := latest.Psql("SELECT count(*) FROM t"); got != "1500" {
+		t.Errorf("along the latest timeline: %s rows, want 1500", got)
+	}
+	latest.Stop()
+
+	beyond := runWalship(t, "/", env, "restore", "--pgdata", harness.NewPGDataDir(t), "--target-timeline", "2", "--target-lsn", "1/0")
+	if beyond.code == 0 || !strings.Contains(beyond.stderr, "beyond the newest archived WAL: timeline 2") {
+		t.Errorf("target beyond timeline 2: exit %d, %s", beyond.code, beyond.stderr)
+	}
+}
