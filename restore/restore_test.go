@@ -3,6 +3,8 @@ package restore
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,5 +267,91 @@ func TestWindowCheckUsesChosenBackup(t *testing.T) {
 	tg, _ := ParseTarget(TargetFlags{LSN: "0/400000"})
 	if _, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir, Target: tg, Tablespaces: map[uint32]string{16385: filepath.Join(t.TempDir(), "ts")}}); err != nil {
 		t.Errorf("target at the very end of the archive: %v", err)
+	}
+}
+
+// faultyStore fails reads of one key: Get itself with getErr, or the body
+// after breakAfter bytes (breaks times).
+type faultyStore struct {
+	storage.Store
+	key        string
+	getErr     error
+	breakAfter int
+	breaks     int
+	gets       int
+}
+
+func (f *faultyStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if key != f.key {
+		return f.Store.Get(ctx, key)
+	}
+	f.gets++
+	if f.getErr != nil {
+		return nil, f.getErr
+	}
+	rc, err := f.Store.Get(ctx, key)
+	if err != nil || f.breaks == 0 {
+		return rc, err
+	}
+	f.breaks--
+	return &breakingReader{ReadCloser: rc, left: f.breakAfter}, nil
+}
+
+type breakingReader struct {
+	io.ReadCloser
+	left int
+}
+
+func (b *breakingReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errors.New("connection reset by peer")
+	}
+	n, err := b.ReadCloser.Read(p[:min(len(p), b.left)])
+	b.left -= n
+	return n, err
+}
+
+func TestRestoreStoreFailures(t *testing.T) {
+	base, _, _ := setup(t, 3)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	m := storeBackup(t, base, "20261125T100000Z", testEntries(filepath.Join(tmp, "orig")), "", 100)
+	key := m.Objects[1].Key
+	opts := func(dir string) Options {
+		return Options{PGData: dir, Jobs: 1, Budget: time.Second, Tablespaces: map[uint32]string{16385: filepath.Join(tmp, "ts-"+filepath.Base(dir))}}
+	}
+
+	// The store fails while the object is fetched: the error names the object, nothing stays.
+	st := &faultyStore{Store: base, key: key, getErr: errors.New("giving up after 5 attempts: connection refused")}
+	dir := filepath.Join(tmp, "outage")
+	_, err := Restore(ctx, st, &codec.Decoder{}, opts(dir))
+	if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("store failing on %s: %v", key, err)
+	}
+	if _, serr := os.Stat(dir); !os.IsNotExist(serr) {
+		t.Errorf("%s left after the failure", dir)
+	}
+
+	// A download broken off midway is retried, and the restore completes.
+	st = &faultyStore{Store: base, key: key, breakAfter: 20, breaks: 2}
+	dir = filepath.Join(tmp, "retried")
+	if _, err := Restore(ctx, st, &codec.Decoder{}, opts(dir)); err != nil {
+		t.Fatalf("restore with two interrupted downloads: %v", err)
+	}
+	if st.gets != 3 {
+		t.Errorf("object fetched %d times, want 3 (two interrupted)", st.gets)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "base/1/1259")); string(got) != testEntries("")[3].data {
+		t.Errorf("base/1/1259 after retries: %q", got)
+	}
+
+	// Interrupted for longer than the budget: it gives up and says so.
+	st = &faultyStore{Store: base, key: key, breakAfter: 20, breaks: 1 << 30}
+	dir = filepath.Join(tmp, "budget")
+	if _, err := Restore(ctx, st, &codec.Decoder{}, opts(dir)); err == nil || !strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), key) {
+		t.Errorf("restore with every download interrupted: %v", err)
+	}
+	if _, serr := os.Stat(dir); !os.IsNotExist(serr) {
+		t.Errorf("%s left after the failure", dir)
 	}
 }
