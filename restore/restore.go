@@ -71,7 +71,7 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 		return nil, err
 	}
 	o.PGData = pgdata
-	if err := checkTarget(o.PGData, "data directory", o.DeleteExisting); err != nil {
+	if err := checkTarget(o.PGData, "data directory", o.DeleteExisting, "pass --delete-existing to replace what is there"); err != nil {
 		return nil, err
 	}
 
@@ -102,12 +102,13 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 	if err := CheckWindow(w, b, o.Target); err != nil {
 		return nil, err
 	}
-	spaces, err := planTablespaces(m, o.Tablespaces)
+	spaces, err := planTablespaces(m, o.Tablespaces, o.PGData)
 	if err != nil {
 		return nil, err
 	}
 	for _, sp := range spaces {
-		if err := checkTarget(sp.location, fmt.Sprintf("location of tablespace %d", sp.oid), false); err != nil {
+		hint := fmt.Sprintf("restore the tablespace elsewhere with --tablespace %d=DIR", sp.oid)
+		if err := checkTarget(sp.location, fmt.Sprintf("location of tablespace %d", sp.oid), false, hint); err != nil {
 			return nil, err
 		}
 	}
@@ -125,7 +126,7 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 
 // checkTarget requires dir to be missing or an empty directory we may
 // write to (or, with deleteExisting, any directory no server runs on).
-func checkTarget(dir, what string, deleteExisting bool) error {
+func checkTarget(dir, what string, deleteExisting bool, hint string) error {
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("%s %s: give an absolute path", what, dir)
 	}
@@ -155,8 +156,8 @@ func checkTarget(dir, what string, deleteExisting bool) error {
 		return nil
 	}
 	if !deleteExisting {
-		return fmt.Errorf("%s %s is not empty (it holds %s%s): restore needs an empty or missing directory; pass --delete-existing to replace what is there",
-			what, dir, ents[0].Name(), map[bool]string{true: fmt.Sprintf(" and %d more", len(ents)-1)}[len(ents) > 1])
+		return fmt.Errorf("%s %s is not empty (it holds %s%s): restore needs an empty or missing directory; %s",
+			what, dir, ents[0].Name(), map[bool]string{true: fmt.Sprintf(" and %d more", len(ents)-1)}[len(ents) > 1], hint)
 	}
 	if pid, ok := runningServer(dir); ok {
 		return fmt.Errorf("%s %s belongs to a running PostgreSQL server (postmaster.pid, process %d): stop it first", what, dir, pid)
@@ -234,10 +235,15 @@ type tablespace struct {
 }
 
 // planTablespaces maps each tablespace of the backup to its location: the
-// original one, or the one --tablespace gives.
-func planTablespaces(m *catalog.Manifest, relocate map[uint32]string) ([]tablespace, error) {
+// original one, or the one --tablespace gives. Locations must be distinct
+// and apart from the data directory: restore writes into each one and, on
+// failure, empties it.
+func planTablespaces(m *catalog.Manifest, relocate map[uint32]string, pgdata string) ([]tablespace, error) {
 	var out []tablespace
 	known := map[uint32]bool{}
+	overlap := func(a, b string) bool {
+		return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
+	}
 	for _, f := range m.Files {
 		if f.Type != catalog.TypeLink {
 			continue
@@ -250,7 +256,16 @@ func planTablespaces(m *catalog.Manifest, relocate map[uint32]string) ([]tablesp
 		if !filepath.IsAbs(loc) {
 			return nil, fmt.Errorf("tablespace %d: location %q is not an absolute path", f.Tablespace, loc)
 		}
-		out = append(out, tablespace{oid: f.Tablespace, link: f.Path, location: filepath.Clean(loc), mode: f.Mode})
+		loc = filepath.Clean(loc)
+		if overlap(loc, pgdata) {
+			return nil, fmt.Errorf("tablespace %d: location %s overlaps the data directory %s: give --tablespace %d=DIR outside it", f.Tablespace, loc, pgdata, f.Tablespace)
+		}
+		for _, o := range out {
+			if overlap(loc, o.location) {
+				return nil, fmt.Errorf("tablespaces %d and %d would share %s: give each its own --tablespace OID=DIR", o.oid, f.Tablespace, loc)
+			}
+		}
+		out = append(out, tablespace{oid: f.Tablespace, link: f.Path, location: loc, mode: f.Mode})
 	}
 	for oid := range relocate {
 		if !known[oid] {

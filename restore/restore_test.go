@@ -355,3 +355,32 @@ func TestRestoreStoreFailures(t *testing.T) {
 		t.Errorf("%s left after the failure", dir)
 	}
 }
+
+func TestRestoreTablespaceChecks(t *testing.T) {
+	st, _, _ := setup(t, 3)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	orig := filepath.Join(tmp, "orig")
+	os.Mkdir(orig, 0o700)
+	os.WriteFile(filepath.Join(orig, "PG_15_202209061"), nil, 0o600) // the source server's tablespace
+	storeBackup(t, st, "20261125T100000Z", testEntries(orig), "", 100)
+	dir := filepath.Join(tmp, "data")
+	for _, c := range []struct {
+		relocate map[uint32]string
+		want     string
+	}{
+		{nil, "location of tablespace 16385 " + orig + " is not empty (it holds PG_15_202209061): restore needs an empty or missing directory; restore the tablespace elsewhere with --tablespace 16385=DIR"},
+		{map[uint32]string{16385: filepath.Join(dir, "ts")}, "overlaps the data directory"},
+		{map[uint32]string{16385: tmp}, "overlaps the data directory"},
+		{map[uint32]string{16385: "relative"}, "not an absolute path"},
+		{map[uint32]string{16386: filepath.Join(tmp, "x")}, "has no tablespace with that OID (it has: 16385)"},
+	} {
+		_, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir, Tablespaces: c.relocate})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--tablespace %v: %v; want %q", c.relocate, err, c.want)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("--tablespace %v: %s was created", c.relocate, dir)
+		}
+	}
+}
