@@ -42,14 +42,14 @@ func (l *layout) writeRecoveryFiles(settings [][2]string) error {
 func (l *layout) tablespaceMap() string {
 	var b strings.Builder
 	for _, sp := range l.spaces {
-		// pg_backup_stop's escaping: a backslash before \n, \r and \.
+		// The escaping read_tablespace_map undoes: a backslash before a newline, a carriage return or a backslash.
 		loc := strings.NewReplacer("\\", "\\\\", "\n", "\\\n", "\r", "\\\r").Replace(sp.location)
 		fmt.Fprintf(&b, "%d %s\n", sp.oid, loc)
 	}
 	return b.String()
 }
 
-// recoveryKeys are settings a previous restore of the source server may
+// recoveryKey matches settings a previous restore of the source server may
 // have left in postgresql.auto.conf; two recovery targets would stop the
 // server from starting, so they are replaced.
 func recoveryKey(key string) bool {
