@@ -90,6 +90,9 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 	if err := checkManifest(m); err != nil {
 		return nil, err
 	}
+	if m.Encryption != "" && len(dec.Identities) == 0 {
+		return nil, fmt.Errorf("backup %s is encrypted (%s): %w", m.ID, m.Encryption, codec.ErrNoKey)
+	}
 	arch, err := catalog.LoadArchive(ctx, st, dec, m.WALSegmentSize)
 	if err != nil {
 		return nil, err

@@ -264,6 +264,23 @@ func TestWindowCheckUsesChosenBackup(t *testing.T) {
 			t.Errorf("target %+v: %s was created", c.f, dir)
 		}
 	}
+	// An encrypted backup needs the key before anything is written.
+	m, err := catalog.LoadManifest(ctx, st, "20261125T100000Z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Encryption = "age"
+	st.Delete(ctx, catalog.ManifestKey(m.ID))
+	catalog.PutManifest(ctx, st, m)
+	if _, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir}); err == nil || !strings.Contains(err.Error(), "WALSHIP_ENCRYPTION_KEY_FILE") {
+		t.Errorf("encrypted backup without a key: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("encrypted backup without a key: %s was created", dir)
+	}
+	m.Encryption = ""
+	st.Delete(ctx, catalog.ManifestKey(m.ID))
+	catalog.PutManifest(ctx, st, m)
 	tg, _ := ParseTarget(TargetFlags{LSN: "0/400000"})
 	if _, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir, Target: tg, Tablespaces: map[uint32]string{16385: filepath.Join(t.TempDir(), "ts")}}); err != nil {
 		t.Errorf("target at the very end of the archive: %v", err)
