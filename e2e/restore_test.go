@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +34,8 @@ func TestRestoreRefusesAndFailsCleanly(t *testing.T) {
 	m.MakeBucket(t, bucket)
 	env := m.Env(bucket, prefix)
 	srv := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
-	srv.ExecAll("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 300000) g")
+	// About 120 MB: enough to tell streaming from holding the backup in memory.
+	srv.ExecAll("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 1500000) g")
 	walEnv := append(env, "PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User, "PGDATABASE=postgres")
 	r := runWalship(t, srv.DataDir, walEnv, "backup", "--pgdata", srv.DataDir, "--fast-checkpoint", "--json")
 	var sum catalog.BackupSummary
@@ -147,22 +151,49 @@ func TestRestoreRefusesAndFailsCleanly(t *testing.T) {
 	putObject(t, m, bucket, manKey, man)
 
 	// Repaired: the same restore works, replacing what the directory held
-	// with --delete-existing, and recovers every row.
+	// with --delete-existing, and recovers every row. Its memory stays far
+	// below the size of the backup: objects stream into the files.
 	if err := os.WriteFile(keep, []byte("mine"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = runWalship(t, "/", env, "restore", "--pgdata", dir, "--delete-existing")
-	if r.code != 0 {
-		t.Fatalf("restore after the repair: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	out, code, maxRSS := runWalshipRSS(t, env, "restore", "--pgdata", dir, "--delete-existing", "--jobs", "2")
+	if code != 0 {
+		t.Fatalf("restore after the repair: exit %d\n%s", code, out)
+	}
+	t.Logf("restore of %d MiB (%d objects) used at most %d MiB of memory", mf.Size>>20, len(mf.Objects), maxRSS>>20)
+	if mf.Size < 100<<20 || maxRSS > mf.Size/2 {
+		t.Errorf("restore of a %d MiB backup peaked at %d MiB of memory; want a backup over 100 MiB restored in less than half its size", mf.Size>>20, maxRSS>>20)
 	}
 	if _, err := os.Stat(keep); !os.IsNotExist(err) {
 		t.Errorf("--delete-existing left %s: %v", keep, err)
 	}
 	restored := harness.NewPostgresFromDir(t, dir, harness.PGOptions{Env: env, Settings: []string{"archive_mode = off"}})
 	restored.WaitRecovered(t, 2*time.Minute)
-	if got := restored.Psql("SELECT count(*) FROM t"); got != "301000" {
-		t.Errorf("restored server: %s rows, want 301000", got)
+	if got := restored.Psql("SELECT count(*) FROM t"); got != "1501000" {
+		t.Errorf("restored server: %s rows, want 1501000", got)
 	}
+}
+
+// runWalshipRSS runs walship like runWalship and also returns the peak
+// resident memory of the process, in bytes.
+func runWalshipRSS(t *testing.T, env []string, args ...string) (output string, code int, maxRSS int64) {
+	t.Helper()
+	cmd := exec.Command(harness.Walship(t), args...)
+	cmd.Dir = "/"
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	harness.AsServerUser(t, cmd)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("running walship: %v", err)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Fatal("no resource usage for the walship process")
+	}
+	return out.String(), cmd.ProcessState.ExitCode(), ru.Maxrss * 1024 // Linux reports KiB
 }
 
 // listTree describes every path under dir ("" when empty, "(missing)" when
