@@ -301,9 +301,11 @@ func TestRestoreFollowsTimelines(t *testing.T) {
 	if len(listed[0].Windows) != 2 || !tl2.Complete || tl2.EndWAL != seg {
 		t.Errorf("windows: %+v; want timelines 1 and 2, timeline 2 ending with %s", listed[0].Windows, seg)
 	}
-	if r := runWalship(t, "/", env, "backup", "list"); !strings.Contains(r.stdout, seg) {
+	r = runWalship(t, "/", env, "backup", "list")
+	if !strings.Contains(r.stdout, seg) {
 		t.Errorf("backup list does not show timeline 2's window up to %s:\n%s", seg, r.stdout)
 	}
+	t.Logf("backup list:\n%s", r.stdout)
 
 	current := restore("--target-timeline", "current")
 	current.WaitRecovered(t, 2*time.Minute)
