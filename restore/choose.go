@@ -68,7 +68,12 @@ func endsBefore(b catalog.BackupSummary, t Target) error {
 func TargetTimeline(a *catalog.Archive, b catalog.BackupSummary, spec string) (uint32, error) {
 	switch spec {
 	case "", "latest":
-		return a.Latest(b), nil
+		n := a.Latest(b.Timeline)
+		if _, ok := a.Reach(b, n); !ok {
+			return 0, fmt.Errorf("the latest timeline in the archive, %d, does not continue from backup %s (timeline %d, LSN %s): it branched off before the backup ended, so PostgreSQL would refuse to follow it. Use --target-timeline current, or a backup taken before the branch",
+				n, b.ID, b.Timeline, b.StopLSN)
+		}
+		return n, nil
 	case "current":
 		return b.Timeline, nil
 	}

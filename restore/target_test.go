@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,32 @@ func TestChooseBackup(t *testing.T) {
 	}
 	if _, err := ChooseBackup(nil, "", Target{}); err == nil || !strings.Contains(err.Error(), "no complete backup") {
 		t.Errorf("empty repository: %v", err)
+	}
+}
+
+func TestTargetTimeline(t *testing.T) {
+	a := catalog.NewArchive(16<<20, nil)
+	a.History[2] = []catalog.HistoryEntry{{Parent: 1, Switch: 0x4800000}}
+	early := summary("early", 1, "000000010000000000000002", "0/3000100", time.Now())
+	late := summary("late", 1, "000000010000000000000004", "0/4900000", time.Now())
+	for _, c := range []struct {
+		b    catalog.BackupSummary
+		spec string
+		want string
+	}{
+		{early, "", "2"}, {early, "latest", "2"}, {early, "current", "1"}, {early, "2", "2"}, {early, "1", "1"},
+		{early, "3", "timeline 3 does not continue from backup early"},
+		{late, "latest", "the latest timeline in the archive, 2, does not continue from backup late"},
+		{late, "current", "1"},
+		{late, "2", "timeline 2 does not continue from backup late"},
+	} {
+		n, err := TargetTimeline(a, c.b, c.spec)
+		got := strconv.FormatUint(uint64(n), 10)
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, c.want) || (err == nil && got != c.want) {
+			t.Errorf("TargetTimeline(%s, %q) = %s, want %s", c.b.ID, c.spec, got, c.want)
+		}
 	}
 }

@@ -256,14 +256,16 @@ func (a *Archive) Windows(backups []BackupSummary) []Window {
 	return out
 }
 
-// Latest returns the newest timeline that continues from backup b (b's own
-// when none does), as recovery_target_timeline = 'latest' would follow.
-func (a *Archive) Latest(b BackupSummary) uint32 {
-	best := b.Timeline
-	for _, t := range a.Timelines() {
-		if _, ok := a.Reach(b, t); ok && t > best {
-			best = t
+// Latest returns the timeline recovery_target_timeline = 'latest' selects
+// when recovery starts on timeline from: PostgreSQL looks for the history
+// files of from+1, from+2, ... and takes the last one before the first
+// missing. (It may not descend from the backup: see Reach.)
+func (a *Archive) Latest(from uint32) uint32 {
+	t := from
+	for {
+		if _, ok := a.History[t+1]; !ok {
+			return t
 		}
+		t++
 	}
-	return best
 }

@@ -53,8 +53,8 @@ func TestWindowOneTimeline(t *testing.T) {
 	if _, ok := a.Reach(b, 2); ok {
 		t.Error("timeline 2 without a history file reached")
 	}
-	if a.Latest(b) != 1 {
-		t.Errorf("Latest = %d", a.Latest(b))
+	if a.Latest(1) != 1 {
+		t.Errorf("Latest = %d", a.Latest(1))
 	}
 }
 
@@ -77,7 +77,7 @@ func TestWindowAcrossTimelines(t *testing.T) {
 	if !ok || !w.Complete || w.EndLSN != "0/6000000" || w.EndWAL != "000000020000000000000005" || w.Timeline != 3 {
 		t.Errorf("timeline 3 (nothing archived on it yet): %+v %v", w, ok)
 	}
-	if got := a.Latest(b); got != 3 {
+	if got := a.Latest(1); got != 3 {
 		t.Errorf("Latest = %d, want 3", got)
 	}
 	// A backup taken on timeline 1 after timeline 2 branched off cannot follow it.
@@ -85,8 +85,11 @@ func TestWindowAcrossTimelines(t *testing.T) {
 	if _, ok := a.Reach(late, 2); ok {
 		t.Error("a backup ending after the branch point reaches timeline 2")
 	}
-	if got := a.Latest(late); got != 1 {
-		t.Errorf("Latest(late) = %d, want 1", got)
+	// PostgreSQL stops looking at the first missing history file.
+	gap := NewArchive(seg16, nil)
+	gap.History[2], gap.History[4] = a.History[2], []HistoryEntry{{Parent: 2, Switch: 0x7000000}}
+	if got := gap.Latest(1); got != 2 {
+		t.Errorf("Latest with 00000003.history missing = %d, want 2", got)
 	}
 	// When timeline 1's WAL stops before the branch, so does timeline 2's window.
 	// (The segment holding the branch point is read from timeline 2.)
