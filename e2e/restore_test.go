@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -149,6 +153,34 @@ func TestRestoreRefusesAndFailsCleanly(t *testing.T) {
 	putObject(t, m, bucket, manKey, bad)
 	failed("file checksum mismatch", dir, "PG_VERSION does not match the manifest of backup "+sum.ID)
 	putObject(t, m, bucket, manKey, man)
+
+	// Interrupted (SIGINT) in the middle of the download, which a proxy
+	// stalls after the first 2 MiB: it removes what it wrote.
+	proxy := stallingProxy(t, strings.TrimPrefix(m.Endpoint, "http://"), 2<<20)
+	cmd := exec.Command(harness.Walship(t), "restore", "--pgdata", dir, "--jobs", "1")
+	cmd.Dir, cmd.Env = "/", append(append([]string{"PATH=/usr/bin:/bin"}, env...), "WALSHIP_S3_ENDPOINT=http://"+proxy.addr)
+	var intOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &intOut, &intOut
+	harness.AsServerUser(t, cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !proxy.stalled.Load() || listTree(t, dir) == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the restore did not reach the stalled download: %s", intOut.String())
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code == 0 || !strings.Contains(intOut.String(), "interrupted; what it had written is removed") {
+		t.Errorf("interrupted restore: exit %d: %s", code, intOut.String())
+	}
+	if got := listTree(t, dir); got != "" {
+		t.Errorf("the interrupted restore left %s", got)
+	}
+	t.Logf("interrupted: %s", strings.TrimSpace(intOut.String()))
 
 	// Repaired: the same restore works, replacing what the directory held
 	// with --delete-existing, and recovers every row. Its memory stays far
@@ -324,4 +356,61 @@ func TestRestoreFollowsTimelines(t *testing.T) {
 	if beyond.code == 0 || !strings.Contains(beyond.stderr, "beyond the newest archived WAL: timeline 2") {
 		t.Errorf("target beyond timeline 2: exit %d, %s", beyond.code, beyond.stderr)
 	}
+}
+
+// proxy forwards TCP connections to an address until limit bytes came back
+// from it in all; then it stops forwarding (stalled), like a network that
+// hangs in the middle of a download.
+type proxy struct {
+	addr    string
+	stalled atomic.Bool
+}
+
+func stallingProxy(t *testing.T, target string, limit int64) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{addr: l.Addr().String()}
+	var sent atomic.Int64
+	var conns sync.WaitGroup
+	t.Cleanup(func() { l.Close(); conns.Wait() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				clientGone := make(chan struct{})
+				go func() { io.Copy(up, c); close(clientGone) }()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := up.Read(buf)
+					if n > 0 && sent.Add(int64(n)) > limit {
+						// Hold the connection open, silent, until the client leaves.
+						p.stalled.Store(true)
+						<-clientGone
+						return
+					}
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
 }

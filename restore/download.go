@@ -43,7 +43,11 @@ func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Deco
 			return l.fetchObject(gctx, st, dec, n, parts[n], budget)
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Cancelled between objects, no worker failed, yet some never ran.
+	return ctx.Err()
 }
 
 // fetchObject downloads object n into its files, retrying a download that
@@ -191,7 +195,11 @@ func (l *layout) verify(ctx context.Context, jobs int) (files int, size int64, e
 		}
 		g.Go(func() error { return l.verifyFile(f) })
 	}
-	return files, size, g.Wait()
+	if err := g.Wait(); err != nil {
+		return 0, 0, err
+	}
+	// Cancelled between files: some were never checked.
+	return files, size, ctx.Err()
 }
 
 func (l *layout) verifyFile(f catalog.BackupFile) error {

@@ -122,6 +122,9 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 	res := &Result{Backup: b, Window: w, Timeline: tli, Objects: len(m.Objects)}
 	if err := lay.run(ctx, st, dec, o, res); err != nil {
 		lay.undo()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("interrupted; what it had written is removed: %w", err)
+		}
 		return nil, err
 	}
 	return res, nil

@@ -401,3 +401,45 @@ func TestRestoreTablespaceChecks(t *testing.T) {
 		}
 	}
 }
+
+// cancellingStore serves one key normally and cancels the restore's
+// context once that object was read: the cancellation falls between
+// objects, when no worker is running to notice it.
+type cancellingStore struct {
+	storage.Store
+	key    string
+	cancel context.CancelFunc
+}
+
+func (c *cancellingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := c.Store.Get(ctx, key)
+	if err != nil || key != c.key {
+		return rc, err
+	}
+	return cancelOnClose{rc, c.cancel}, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error { c.cancel(); return c.ReadCloser.Close() }
+
+func TestRestoreCancelledRemovesWhatItWrote(t *testing.T) {
+	base, _, _ := setup(t, 3)
+	tmp := t.TempDir()
+	m := storeBackup(t, base, "20261125T100000Z", testEntries(filepath.Join(tmp, "orig")), "", 100)
+	for _, n := range []int{1, len(m.Objects) - 1} {
+		ctx, cancel := context.WithCancel(context.Background())
+		st := &cancellingStore{Store: base, key: m.Objects[n].Key, cancel: cancel}
+		dir := filepath.Join(tmp, "data")
+		_, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir, Jobs: 1, Tablespaces: map[uint32]string{16385: filepath.Join(tmp, "ts")}})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled while fetching object %d: %v; want context.Canceled", n, err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("cancelled while fetching object %d: %s left behind", n, dir)
+		}
+	}
+}
