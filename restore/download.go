@@ -60,6 +60,7 @@ func (l *layout) fetchObject(ctx context.Context, st storage.Store, dec *codec.D
 		var midStream *codec.SourceError
 		switch {
 		case err == nil:
+			l.done.Add(obj.Size)
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/walship/walship/internal/catalog"
@@ -32,6 +33,7 @@ type layout struct {
 	// roots are the directories we write into (the data directory and each
 	// tablespace location) and whether we created them.
 	roots []root
+	done  atomic.Int64 // decoded bytes of the objects written so far
 }
 
 type root struct {
@@ -58,6 +60,10 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 		return err
 	}
 	start := time.Now()
+	if o.Progress != nil {
+		stop := l.reportProgress(o.Progress)
+		defer stop()
+	}
 	if err := l.download(ctx, st, dec, o.Jobs, o.Budget); err != nil {
 		return err
 	}
@@ -72,6 +78,30 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 	}
 	res.Settings = append([][2]string{{"restore_command", o.RestoreCommand}}, o.Target.Settings()...)
 	return l.writeRecoveryFiles(res.Settings)
+}
+
+// reportProgress calls report every second, and once more when stopped.
+func (l *layout) reportProgress(report func(done, total int64)) (stop func()) {
+	var total int64
+	for _, o := range l.m.Objects {
+		total += o.Size
+	}
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				report(l.done.Load(), total)
+				return
+			case <-t.C:
+				report(l.done.Load(), total)
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
 }
 
 // prepareRoot creates dir (0700), or empties it when it exists.

@@ -36,6 +36,9 @@ type Options struct {
 	// midway (the store wrapper already retries opening it). Default 1m.
 	Budget time.Duration
 	Log    *slog.Logger
+	// Progress, when set, is called about once a second while objects
+	// download, with the decoded bytes of the objects done and of all.
+	Progress func(done, total int64)
 }
 
 // Result says what Restore laid down.

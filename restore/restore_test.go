@@ -130,10 +130,19 @@ func TestRestoreLaysDownBackup(t *testing.T) {
 	}
 	pgdata := filepath.Join(tmp, "data")
 	tg, _ := ParseTarget(TargetFlags{Name: "before it"})
+	var lastDone, lastTotal int64
 	res, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: pgdata, Target: tg, Jobs: 3,
-		Tablespaces: map[uint32]string{16385: moved}, RestoreCommand: "/bin/walship wal-fetch %f %p --repo 'file:///r'"})
+		Tablespaces: map[uint32]string{16385: moved}, RestoreCommand: "/bin/walship wal-fetch %f %p --repo 'file:///r'",
+		Progress: func(done, total int64) { lastDone, lastTotal = done, total }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var objBytes int64
+	for _, o := range m.Objects {
+		objBytes += o.Size
+	}
+	if lastDone != objBytes || lastTotal != objBytes {
+		t.Errorf("last progress report: %d of %d bytes, want %d of %d", lastDone, lastTotal, objBytes, objBytes)
 	}
 	if res.Backup.ID != m.ID || res.Files != 7 || res.Timeline != 1 || res.Window.EndWAL != "000000010000000000000003" {
 		t.Errorf("result: %+v", res)

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -60,6 +61,10 @@ in the environment of the server that recovers.`,
 				return err
 			}
 			o.PGData, o.Log, o.Budget = c.pgdata, c.logger(), c.retryBudget
+			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				o.Progress = progressLine(time.Now())
+				defer fmt.Fprintln(os.Stderr)
+			}
 			res, err := restore.Restore(cmd.Context(), st, dec, o)
 			if err != nil {
 				return fmt.Errorf("restore failed: %w", err)
