@@ -338,6 +338,10 @@ func TestRestoreFollowsTimelines(t *testing.T) {
 		t.Errorf("backup list does not show timeline 2's window up to %s:\n%s", seg, r.stdout)
 	}
 	t.Logf("backup list:\n%s", r.stdout)
+	r = runWalship(t, "/", env, "backup", "show", listed[0].ID)
+	if !strings.Contains(r.stdout, "recoverable on timeline 2:") || !strings.Contains(r.stdout, seg) {
+		t.Errorf("backup show does not show timeline 2's window up to %s:\n%s%s", seg, r.stdout, r.stderr)
+	}
 
 	current := restore("--target-timeline", "current")
 	current.WaitRecovered(t, 2*time.Minute)

@@ -189,6 +189,24 @@ func backupShowCmd(c *config) *cobra.Command {
 			} {
 				fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 			}
+			dec, err := c.decoder()
+			if err != nil {
+				return err
+			}
+			arch, err := catalog.LoadArchive(cmd.Context(), st, dec, b.WALSegmentSize)
+			if err != nil {
+				return err
+			}
+			for _, tli := range arch.Timelines() {
+				w, ok := arch.Reach(b, tli)
+				switch {
+				case !ok:
+				case !w.Complete:
+					fmt.Fprintf(tw, "recoverable on timeline %d:\tno: the archive ends at %s, before the backup's stop LSN\n", tli, orNothing(w.EndLSN))
+				default:
+					fmt.Fprintf(tw, "recoverable on timeline %d:\tto %s (LSN %s, segment %s)\n", tli, w.EndTime.Format(time.RFC3339), w.EndLSN, w.EndWAL)
+				}
+			}
 			return tw.Flush()
 		},
 	}
@@ -213,6 +231,13 @@ func backupDeleteCmd(c *config) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
 }
 
 // progressLine redraws one line on the terminal: bytes, rate, ETA.
