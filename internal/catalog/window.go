@@ -83,7 +83,9 @@ func LoadArchive(ctx context.Context, st storage.Store, dec *codec.Decoder, segS
 		if err != nil {
 			return nil, err
 		}
-		a.History[uint32(tli)] = entries
+		if entries != nil {
+			a.History[uint32(tli)] = entries
+		}
 	}
 	return a, nil
 }
