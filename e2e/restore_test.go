@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -207,8 +208,10 @@ func TestRestoreRefusesAndFailsCleanly(t *testing.T) {
 }
 
 // runWalshipRSS runs walship like runWalship and also returns the peak
-// resident memory of the process, in bytes.
-func runWalshipRSS(t *testing.T, env []string, args ...string) (output string, code int, maxRSS int64) {
+// resident memory of the walship process, in bytes. It samples VmHWM in
+// /proc, once the process is walship: wait4's maxrss is no use here, as it
+// counts the test binary's memory, which the child shares until exec.
+func runWalshipRSS(t *testing.T, env []string, args ...string) (output string, code int, peak int64) {
 	t.Helper()
 	cmd := exec.Command(harness.Walship(t), args...)
 	cmd.Dir = "/"
@@ -216,16 +219,41 @@ func runWalshipRSS(t *testing.T, env []string, args ...string) (output string, c
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	harness.AsServerUser(t, cmd)
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	sampled := make(chan int64)
+	go func() {
+		var hwm int64
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		for {
+			if b, err := os.ReadFile(status); err == nil && bytes.Contains(b, []byte("Name:\twalship\n")) {
+				var kb int64
+				if i := bytes.Index(b, []byte("VmHWM:")); i >= 0 {
+					fmt.Sscan(string(b[i+len("VmHWM:"):]), &kb)
+				}
+				hwm = max(hwm, kb*1024) // a zombie has no VmHWM: keep the last sample
+			}
+			select {
+			case <-done:
+				sampled <- hwm
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	peak = <-sampled
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatalf("running walship: %v", err)
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		t.Fatal("no resource usage for the walship process")
+	if peak == 0 {
+		t.Fatal("no memory sample of the walship process")
 	}
-	return out.String(), cmd.ProcessState.ExitCode(), ru.Maxrss * 1024 // Linux reports KiB
+	return out.String(), cmd.ProcessState.ExitCode(), peak
 }
 
 // listTree describes every path under dir ("" when empty, "(missing)" when
