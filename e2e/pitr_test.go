@@ -103,6 +103,17 @@ func TestPointInTimeRecovery(t *testing.T) {
 		t.Errorf("window in backup list --json: %+v; want timeline 1 from %s to at least %s", w, sum.StopLSN, last)
 	}
 	srv.Stop() // the restored servers must not depend on it
+	raw, _ := rawObject(t, m, bucket, prefix+"/"+catalog.ManifestKey(sum.ID))
+	var man catalog.Manifest
+	if err := json.Unmarshal(raw, &man); err != nil {
+		t.Fatal(err)
+	}
+	regular := 0
+	for _, f := range man.Files {
+		if f.Type == catalog.TypeFile {
+			regular++
+		}
+	}
 
 	// Only credentials: the repository comes from restore_command's flags.
 	var creds []string
@@ -129,13 +140,18 @@ func TestPointInTimeRecovery(t *testing.T) {
 			start := time.Now()
 			dir := harness.NewPGDataDir(t)
 			newTS := filepath.Join(harness.NewServerDir(t), "ts")
-			args := append([]string{"restore", "--pgdata", dir, "--tablespace", tsOID + "=" + newTS, "--jobs", "2"}, c.args...)
+			args := append([]string{"restore", "--pgdata", dir, "--tablespace", tsOID + "=" + newTS, "--jobs", "2", "--json"}, c.args...)
 			r := runWalship(t, "/", env, args...)
 			if r.code != 0 {
 				t.Fatalf("walship %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 			}
-			if !strings.Contains(r.stdout, sum.ID) {
-				t.Errorf("restore output does not name backup %s:\n%s", sum.ID, r.stdout)
+			var res struct {
+				Backup   catalog.BackupSummary `json:"backup"`
+				Timeline uint32                `json:"timeline"`
+				Files    int                   `json:"files"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.Backup.ID != sum.ID || res.Timeline != 1 || res.Files != regular {
+				t.Errorf("restore --json: %+v (%v); want backup %s, timeline 1, %d files:\n%s", res, err, sum.ID, regular, r.stdout)
 			}
 			if link, err := os.Readlink(filepath.Join(dir, "pg_tblspc", tsOID)); err != nil || link != newTS {
 				t.Errorf("pg_tblspc/%s -> %q (%v), want %s", tsOID, link, err, newTS)

@@ -43,13 +43,13 @@ type Options struct {
 
 // Result says what Restore laid down.
 type Result struct {
-	Backup   catalog.BackupSummary
-	Window   catalog.Window
-	Timeline uint32 // the timeline recovery is expected to end on
-	Files    int
-	Bytes    int64
-	Objects  int
-	Settings [][2]string // what went into postgresql.auto.conf
+	Backup   catalog.BackupSummary `json:"backup"`
+	Window   catalog.Window        `json:"window"`
+	Timeline uint32                `json:"timeline"` // the timeline recovery follows
+	Files    int                   `json:"files"`
+	Bytes    int64                 `json:"bytes"`
+	Objects  int                   `json:"objects"`
+	Settings [][2]string           `json:"settings"` // what went into postgresql.auto.conf
 }
 
 // Restore lays down a base backup in o.PGData with the settings for
