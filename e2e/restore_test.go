@@ -92,6 +92,8 @@ func TestRestoreRefusesAndFailsCleanly(t *testing.T) {
 		"--target-time", time.Now().Add(time.Hour).Format(time.RFC3339))
 	refused("LSN beyond the archive", "beyond the newest archived WAL", env, "--target-lsn", "5/0")
 	refused("unknown tablespace", "has no tablespace with that OID", env, "--tablespace", "99999=/tmp/nowhere")
+	refused("malformed tablespace", `--tablespace "ts=/tmp/x": use OID=DIR`, env, "--tablespace", "ts=/tmp/x")
+	refused("bad target action", `--target-action "stop": use promote, pause or shutdown`, env, "--target-action", "stop")
 	refused("timeline that does not exist", "timeline 7 does not continue from backup", env, "--target-timeline", "7")
 	noCreds := append(append([]string{}, env...), "WALSHIP_RETRY_BUDGET=2s", "WALSHIP_TIMEOUT=2s")
 	m.Stop()
