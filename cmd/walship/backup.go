@@ -71,11 +71,19 @@ in the repository, so every listed backup can be restored.`,
 	return cmd
 }
 
+// listedBackup is one element of backup list --json: the summary and the
+// recoverable windows that start from this backup, one per timeline it
+// reaches. (An array of backups, as before, so scripts keep working.)
+type listedBackup struct {
+	catalog.BackupSummary
+	Windows []catalog.Window `json:"recoverable_windows"`
+}
+
 func backupListCmd(c *config) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "list the complete backups, oldest first",
+		Short: "list the complete backups, oldest first, and the recoverable window of each timeline",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := c.openStore(cmd.Context())
@@ -86,12 +94,31 @@ func backupListCmd(c *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			dec, err := c.decoder()
+			if err != nil {
+				return err
+			}
+			segSize := uint32(16 << 20)
+			if len(list) > 0 {
+				segSize = list[0].WALSegmentSize
+			}
+			arch, err := catalog.LoadArchive(cmd.Context(), st, dec, segSize)
+			if err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				if list == nil {
-					list = []catalog.BackupSummary{}
+				listed := []listedBackup{}
+				for _, b := range list {
+					lb := listedBackup{BackupSummary: b, Windows: []catalog.Window{}}
+					for _, tli := range arch.Timelines() {
+						if w, ok := arch.Reach(b, tli); ok {
+							lb.Windows = append(lb.Windows, w)
+						}
+					}
+					listed = append(listed, lb)
 				}
-				return printJSON(out, list)
+				return printJSON(out, listed)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTART\tDURATION\tSIZE\tSTORED\tSTART LSN\tSTOP LSN\tTIMELINE")
@@ -104,11 +131,28 @@ func backupListCmd(c *config) *cobra.Command {
 				// Killed or failed backups: their objects wait for cleanup.
 				fmt.Fprintf(out, "incomplete: %d\n", len(incomplete))
 			}
+			printWindows(out, arch.Windows(list))
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of backup summaries")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of backup summaries, each with the recoverable windows it starts")
 	return cmd
+}
+
+// printWindows prints the recoverable window of each timeline.
+func printWindows(out io.Writer, ws []catalog.Window) {
+	if len(ws) == 0 {
+		fmt.Fprintln(out, "recoverable window: none (no backup whose WAL is archived)")
+		return
+	}
+	fmt.Fprintln(out, "recoverable window (point-in-time recovery reaches, per timeline):")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TIMELINE\tFROM\tFROM LSN\tTO\tTO LSN\tLAST SEGMENT\tFROM BACKUP")
+	for _, w := range ws {
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Timeline, w.StartTime.Format(time.RFC3339), w.StartLSN,
+			w.EndTime.Format(time.RFC3339), w.EndLSN, w.EndWAL, w.Backup)
+	}
+	tw.Flush()
 }
 
 func backupShowCmd(c *config) *cobra.Command {
@@ -145,6 +189,24 @@ func backupShowCmd(c *config) *cobra.Command {
 			} {
 				fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 			}
+			dec, err := c.decoder()
+			if err != nil {
+				return err
+			}
+			arch, err := catalog.LoadArchive(cmd.Context(), st, dec, b.WALSegmentSize)
+			if err != nil {
+				return err
+			}
+			for _, tli := range arch.Timelines() {
+				w, ok := arch.Reach(b, tli)
+				switch {
+				case !ok:
+				case !w.Complete:
+					fmt.Fprintf(tw, "recoverable on timeline %d:\tno: the archive ends at %s, before the backup's stop LSN\n", tli, orNothing(w.EndLSN))
+				default:
+					fmt.Fprintf(tw, "recoverable on timeline %d:\tto %s (LSN %s, segment %s)\n", tli, w.EndTime.Format(time.RFC3339), w.EndLSN, w.EndWAL)
+				}
+			}
 			return tw.Flush()
 		},
 	}
@@ -169,6 +231,13 @@ func backupDeleteCmd(c *config) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
 }
 
 // progressLine redraws one line on the terminal: bytes, rate, ETA.

@@ -1,0 +1,273 @@
+package catalog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/storage"
+)
+
+// The recoverable window of a timeline is the span that point-in-time
+// recovery can reach on it: from the end of a base backup (recovery must
+// replay at least that far to be consistent) to the end of the last WAL
+// segment archived without a gap after the backup's first one.
+//
+// LSNs bound the window exactly. Times bound it from the outside:
+//   - the start is the backup's StopTime, recorded once its last segment was
+//     archived, so it is at or after every commit the backup needs; a time
+//     target before it cannot be reached from that backup;
+//   - the end is the modification time of the last segment's object. The
+//     store sets it when the upload completed, after every record in the
+//     segment was written, so no commit in the archive is newer. Reading the
+//     segment to find its last commit would be exact, but costs a download
+//     per listing.
+//
+// Both are wall clocks of other machines (walship's when it wrote the
+// manifest, the store's for the object), so a skew of a few seconds between
+// them and the database server blurs the edges.
+
+// Window is the recoverable window of one timeline, starting from one backup.
+type Window struct {
+	Timeline  uint32    `json:"timeline"`
+	Backup    string    `json:"backup"`     // the backup it starts from
+	StartLSN  string    `json:"start_lsn"`  // the backup's stop LSN
+	StartTime time.Time `json:"start_time"` // the backup's stop time
+	EndWAL    string    `json:"end_wal"`    // last segment reached without a gap ("" when none)
+	EndLSN    string    `json:"end_lsn"`    // end of EndWAL
+	EndTime   time.Time `json:"end_time"`   // when EndWAL was stored
+	// Complete is false when the archive does not even reach the backup's
+	// stop LSN (a segment is missing): the backup cannot be restored on
+	// this timeline at all.
+	Complete bool `json:"complete"`
+}
+
+// HistoryEntry is one line of a timeline history file: timeline Parent
+// ended at Switch, where its child began.
+type HistoryEntry struct {
+	Parent uint32
+	Switch uint64
+}
+
+// Archive is what the repository holds of WAL: every segment by timeline,
+// and the timelines' histories.
+type Archive struct {
+	SegSize  uint32
+	segments map[uint32]map[uint64]storage.ObjectInfo // timeline -> segment number -> object
+	History  map[uint32][]HistoryEntry                // timeline -> its ancestors, oldest first
+}
+
+// LoadArchive lists the repository's WAL and reads its history files.
+func LoadArchive(ctx context.Context, st storage.Store, dec *codec.Decoder, segSize uint32) (*Archive, error) {
+	objs, err := st.List(ctx, WALPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing the archived WAL: %w", err)
+	}
+	a := NewArchive(segSize, objs)
+	for _, o := range objs {
+		name := strings.TrimPrefix(o.Key, WALPrefix)
+		if pg.KindOf(name) != pg.KindHistory {
+			continue
+		}
+		tli, _ := strconv.ParseUint(name[:8], 16, 32)
+		entries, err := loadHistory(ctx, st, dec, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		if entries != nil {
+			a.History[uint32(tli)] = entries
+		}
+	}
+	return a, nil
+}
+
+// NewArchive indexes a listing of wal/ (history files are read separately).
+func NewArchive(segSize uint32, objs []storage.ObjectInfo) *Archive {
+	a := &Archive{SegSize: segSize, segments: map[uint32]map[uint64]storage.ObjectInfo{}, History: map[uint32][]HistoryEntry{}}
+	for _, o := range objs {
+		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+		if pg.KindOf(name) != pg.KindSegment {
+			continue
+		}
+		s, _ := pg.ParseSegmentName(name)
+		if a.segments[s.Timeline] == nil {
+			a.segments[s.Timeline] = map[uint64]storage.ObjectInfo{}
+		}
+		a.segments[s.Timeline][s.StartLSN(segSize)/uint64(segSize)] = o
+	}
+	return a
+}
+
+// loadHistory reads one stored history file. An encrypted one without the
+// key configured is skipped (nil): listing backups needs no key, and its
+// timeline then looks unrelated to the others.
+func loadHistory(ctx context.Context, st storage.Store, dec *codec.Decoder, key string) ([]HistoryEntry, error) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	name := key[strings.LastIndexByte(key, '/')+1:]
+	if _, err := dec.Decode(io.LimitReader(rc, 1<<20), &buf, name); err != nil {
+		if errors.Is(err, codec.ErrNoKey) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	return ParseHistory(buf.String())
+}
+
+// ParseHistory parses a timeline history file: one "parent<TAB>switch
+// LSN<TAB>reason" line per ancestor, oldest first; comments start with #.
+func ParseHistory(text string) ([]HistoryEntry, error) {
+	var out []HistoryEntry
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			return nil, fmt.Errorf("timeline history line %q: want parent timeline and switch LSN", line)
+		}
+		tli, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("timeline history line %q: %v", line, err)
+		}
+		lsn, err := pg.ParseLSN(f[1])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, HistoryEntry{Parent: uint32(tli), Switch: lsn})
+	}
+	return out, sc.Err()
+}
+
+// Timelines lists the timelines with archived segments or a history file, in order.
+func (a *Archive) Timelines() []uint32 {
+	seen := map[uint32]bool{}
+	for t := range a.segments {
+		seen[t] = true
+	}
+	for t := range a.History {
+		seen[t] = true
+	}
+	var out []uint32
+	for t := range seen {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Reach computes the window that backup b reaches on timeline tli: WAL is
+// read on b's timeline from the backup's first segment, then on each
+// following timeline from the segment where it branched off. ok is false
+// when tli does not descend from b's timeline after b ended.
+func (a *Archive) Reach(b BackupSummary, tli uint32) (w Window, ok bool) {
+	stop, err := pg.ParseLSN(b.StopLSN)
+	if err != nil {
+		return Window{}, false
+	}
+	seg := uint64(a.SegSize)
+	w = Window{Timeline: tli, Backup: b.ID, StartLSN: b.StopLSN, StartTime: b.StopTime}
+	if tli == b.Timeline {
+		s, err := pg.ParseSegmentName(b.StartWAL)
+		if err != nil {
+			return Window{}, false
+		}
+		a.scan(&w, s.StartLSN(a.SegSize)/seg)
+		w.Complete = w.EndWAL != "" && mustLSN(w.EndLSN) >= stop
+		return w, true
+	}
+	hist := a.History[tli]
+	if len(hist) == 0 {
+		return Window{}, false
+	}
+	parent, begin := hist[len(hist)-1].Parent, hist[len(hist)-1].Switch
+	if parent >= tli || begin < stop {
+		return Window{}, false // not a child, or it branched off before the backup ended
+	}
+	pw, ok := a.Reach(b, parent)
+	if !ok {
+		return Window{}, false
+	}
+	first := begin / seg
+	if !pw.Complete || mustLSN(pw.EndLSN) < first*seg {
+		// Recovery stops on the parent before reaching the branch.
+		pw.Timeline = tli
+		return pw, true
+	}
+	a.scan(&w, first)
+	if w.EndWAL == "" {
+		// Nothing archived on tli yet: the parent's WAL reaches the branch.
+		w.EndWAL, w.EndTime, w.EndLSN = pw.EndWAL, pw.EndTime, pg.FormatLSN(begin)
+	}
+	w.Complete = true
+	return w, true
+}
+
+// scan extends w over the segments of w.Timeline stored without a gap from
+// segment number first on.
+func (a *Archive) scan(w *Window, first uint64) {
+	segs := a.segments[w.Timeline]
+	n := first
+	for {
+		if _, ok := segs[n]; !ok {
+			break
+		}
+		n++
+	}
+	if n == first {
+		return
+	}
+	last := segs[n-1]
+	w.EndWAL = last.Key[strings.LastIndexByte(last.Key, '/')+1:]
+	w.EndTime = last.ModTime.UTC()
+	w.EndLSN = pg.FormatLSN(n * uint64(a.SegSize))
+}
+
+func mustLSN(s string) uint64 {
+	lsn, _ := pg.ParseLSN(s)
+	return lsn
+}
+
+// Windows computes, for each timeline, the window from the oldest of
+// backups (oldest first) that reaches it, skipping timelines no backup reaches.
+func (a *Archive) Windows(backups []BackupSummary) []Window {
+	var out []Window
+	for _, tli := range a.Timelines() {
+		for _, b := range backups {
+			if w, ok := a.Reach(b, tli); ok && w.Complete {
+				out = append(out, w)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Latest returns the timeline recovery_target_timeline = 'latest' selects
+// when recovery starts on timeline from: PostgreSQL looks for the history
+// files of from+1, from+2, ... and takes the last one before the first
+// missing. (It may not descend from the backup: see Reach.)
+func (a *Archive) Latest(from uint32) uint32 {
+	t := from
+	for {
+		if _, ok := a.History[t+1]; !ok {
+			return t
+		}
+		t++
+	}
+}

@@ -1,0 +1,234 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/storage"
+)
+
+// download fetches and decodes every object, jobs at a time, writing each
+// object's parts into their files at their offsets. A worker holds only
+// the decoder's buffers, never a whole object.
+func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Decoder, jobs int, budget time.Duration) error {
+	parts := make([][]target, len(l.m.Objects))
+	for i, f := range l.m.Files {
+		if f.Type != catalog.TypeFile || heldBack(f.Path) {
+			continue
+		}
+		var off int64
+		for _, p := range f.Parts {
+			parts[p.Object] = append(parts[p.Object], target{file: i, part: p, fileOff: off})
+			off += p.Length
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for n := range l.m.Objects {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			sort.Slice(parts[n], func(i, j int) bool { return parts[n][i].part.Offset < parts[n][j].part.Offset })
+			return l.fetchObject(gctx, st, dec, n, parts[n], budget)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Cancelled between objects, no worker failed, yet some never ran.
+	return ctx.Err()
+}
+
+// fetchObject downloads object n into its files, retrying a download that
+// broke off midway (rewriting the same bytes is harmless) within budget.
+func (l *layout) fetchObject(ctx context.Context, st storage.Store, dec *codec.Decoder, n int, parts []target, budget time.Duration) error {
+	obj := l.m.Objects[n]
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		err := l.fetchOnce(ctx, st, dec, obj, parts)
+		var midStream *codec.SourceError
+		switch {
+		case err == nil:
+			l.done.Add(obj.Size)
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, storage.ErrNotFound):
+			return fmt.Errorf("object %s of backup %s is missing from %s: the backup cannot be restored; choose another one (walship backup list)", obj.Key, l.m.ID, st)
+		case errors.Is(err, codec.ErrCorrupt):
+			return fmt.Errorf("object %s of backup %s in %s is damaged: %w. The backup cannot be restored; choose another one (walship backup list)", obj.Key, l.m.ID, st, err)
+		case !errors.As(err, &midStream):
+			return fmt.Errorf("object %s of backup %s: %w", obj.Key, l.m.ID, err)
+		}
+		if time.Since(start) > budget {
+			return fmt.Errorf("downloading object %s of backup %s from %s was interrupted %d times over %s, giving up: %w",
+				obj.Key, l.m.ID, st, attempt, time.Since(start).Round(time.Second), err)
+		}
+		l.log.Warn("download interrupted, retrying", "object", obj.Key, "attempt", attempt, "err", err)
+		sleep := time.Duration(rand.Int64N(int64(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)) + 1))
+		select {
+		case <-time.After(sleep):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (l *layout) fetchOnce(ctx context.Context, st storage.Store, dec *codec.Decoder, obj catalog.BackupObject, parts []target) error {
+	rc, err := st.Get(ctx, obj.Key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w := &partWriter{l: l, parts: parts}
+	h, err := dec.Decode(rc, w, obj.Key)
+	if cerr := w.close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	// The decoder checked the bytes against the object's own header; the
+	// manifest must agree with that header too.
+	if h.Size != obj.Size || (obj.Checksum != "" && h.Checksum != obj.Checksum) {
+		return fmt.Errorf("%w: object holds %d bytes with checksum %s, the manifest says %d bytes with %s",
+			codec.ErrCorrupt, h.Size, h.Checksum, obj.Size, obj.Checksum)
+	}
+	return nil
+}
+
+// target is where one part of an object goes.
+type target struct {
+	file    int // index in the manifest's files
+	part    catalog.Part
+	fileOff int64 // where the part starts in its file
+}
+
+// partWriter receives an object's decoded bytes in order and writes each
+// run that belongs to a file at its place, keeping one file open at a time.
+// Bytes of no part (files that vanished during the backup) are dropped.
+type partWriter struct {
+	l     *layout
+	parts []target // by offset
+	pos   int64    // offset in the object of the next byte
+	next  int      // first part not yet completely written
+	open  *os.File
+	which int // file index of open
+}
+
+func (w *partWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 && w.next < len(w.parts) {
+		t := w.parts[w.next]
+		end := t.part.Offset + t.part.Length
+		if w.pos < t.part.Offset { // a gap: skip to the part
+			skip := min(int64(len(p)), t.part.Offset-w.pos)
+			p, w.pos = p[skip:], w.pos+skip
+			continue
+		}
+		n := min(int64(len(p)), end-w.pos)
+		f, err := w.file(t.file)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := f.WriteAt(p[:n], t.fileOff+w.pos-t.part.Offset); err != nil {
+			return 0, err
+		}
+		p, w.pos = p[n:], w.pos+n
+		if w.pos == end {
+			w.next++
+		}
+	}
+	w.pos += int64(len(p))
+	return total, nil
+}
+
+func (w *partWriter) file(i int) (*os.File, error) {
+	if w.open != nil && w.which == i {
+		return w.open, nil
+	}
+	if err := w.close(); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(w.l.path(w.l.m.Files[i].Path), os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	w.open, w.which = f, i
+	return f, nil
+}
+
+func (w *partWriter) close() error {
+	if w.open == nil {
+		return nil
+	}
+	err := w.open.Close()
+	w.open = nil
+	return err
+}
+
+// verify reads every restored file back and compares its size and checksum
+// with the manifest. A file spans objects that different workers wrote in
+// any order, so it is checked whole, once all are written (from the page
+// cache, usually); this also catches a bad write to the local disk.
+func (l *layout) verify(ctx context.Context, jobs int) (files int, size int64, err error) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, f := range l.m.Files {
+		if f.Type != catalog.TypeFile {
+			continue
+		}
+		files++
+		size += f.Size
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { return l.verifyFile(f) })
+	}
+	if err := g.Wait(); err != nil {
+		return 0, 0, err
+	}
+	// Cancelled between files: some were never checked.
+	return files, size, ctx.Err()
+}
+
+func (l *layout) verifyFile(f catalog.BackupFile) error {
+	var got string
+	var n int64
+	switch f.Path {
+	case backupLabel, tablespaceMap:
+		// Written from the manifest's copy; it must match the stored file.
+		s := l.m.BackupLabel
+		if f.Path == tablespaceMap {
+			s = l.m.TablespaceMap
+		}
+		got, n = codec.Checksum([]byte(s)), int64(len(s))
+	default:
+		fh, err := os.Open(l.path(f.Path))
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		h := codec.NewChecksum()
+		if n, err = io.Copy(h, fh); err != nil {
+			return fmt.Errorf("reading back %s: %w", f.Path, err)
+		}
+		got = codec.ChecksumOf(h)
+	}
+	if n != f.Size || got != f.Checksum {
+		return fmt.Errorf("%s does not match the manifest of backup %s after restoring it: %d bytes with checksum %s, the manifest says %d bytes with %s",
+			f.Path, l.m.ID, n, got, f.Size, f.Checksum)
+	}
+	return nil
+}

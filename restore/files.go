@@ -1,0 +1,229 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/storage"
+)
+
+// Files that make a directory restorable; written last, from the manifest.
+const (
+	backupLabel   = "backup_label"
+	tablespaceMap = "tablespace_map"
+	autoConf      = "postgresql.auto.conf"
+)
+
+// layout writes a backup into a data directory and remembers what it
+// created, so that a failure can remove it again.
+type layout struct {
+	pgdata string
+	m      *catalog.Manifest
+	spaces []tablespace
+	log    *slog.Logger
+	// roots are the directories we write into (the data directory and each
+	// tablespace location) and whether we created them.
+	roots []root
+	done  atomic.Int64 // decoded bytes of the objects written so far
+}
+
+type root struct {
+	dir     string
+	created bool
+}
+
+func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, o Options, res *Result) error {
+	if err := l.prepareRoot(l.pgdata, o.DeleteExisting); err != nil {
+		return err
+	}
+	for _, sp := range l.spaces {
+		if err := l.prepareRoot(sp.location, false); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(l.path(sp.link)), 0o700); err != nil {
+			return err
+		}
+		if err := os.Symlink(sp.location, l.path(sp.link)); err != nil {
+			return fmt.Errorf("tablespace %d: %w", sp.oid, err)
+		}
+	}
+	if err := l.createEntries(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if o.Progress != nil {
+		stop := l.reportProgress(o.Progress)
+		defer stop()
+	}
+	if err := l.download(ctx, st, dec, o.Jobs, o.Budget); err != nil {
+		return err
+	}
+	l.log.Info("objects downloaded", "objects", len(l.m.Objects), "took", time.Since(start).Round(time.Millisecond))
+	n, size, err := l.verify(ctx, o.Jobs)
+	if err != nil {
+		return err
+	}
+	res.Files, res.Bytes = n, size
+	if err := l.finishModes(); err != nil {
+		return err
+	}
+	res.Settings = append([][2]string{{"restore_command", o.RestoreCommand}}, o.Target.Settings()...)
+	return l.writeRecoveryFiles(res.Settings)
+}
+
+// reportProgress calls report every second, and once more when stopped.
+func (l *layout) reportProgress(report func(done, total int64)) (stop func()) {
+	var total int64
+	for _, o := range l.m.Objects {
+		total += o.Size
+	}
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				report(l.done.Load(), total)
+				return
+			case <-t.C:
+				report(l.done.Load(), total)
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
+}
+
+// prepareRoot creates dir (0700), or empties it when it exists.
+func (l *layout) prepareRoot(dir string, emptyIt bool) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		top := topMissing(dir)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		l.roots = append(l.roots, root{dir: top, created: true})
+		return os.Chmod(dir, 0o700)
+	}
+	l.roots = append(l.roots, root{dir: dir})
+	if emptyIt {
+		l.log.Warn("removing the existing contents (--delete-existing)", "dir", dir)
+		if err := removeContents(dir); err != nil {
+			return fmt.Errorf("emptying %s: %w", dir, err)
+		}
+	}
+	return os.Chmod(dir, 0o700) // PostgreSQL refuses a group- or world-writable data directory
+}
+
+// undo removes everything written: directories we created go entirely, the
+// ones that existed (empty, or emptied) are emptied again.
+func (l *layout) undo() {
+	for i := len(l.roots) - 1; i >= 0; i-- {
+		r := l.roots[i]
+		var err error
+		if r.created {
+			err = os.RemoveAll(r.dir)
+		} else {
+			err = removeContents(r.dir)
+		}
+		if err != nil {
+			l.log.Warn("could not remove what the failed restore wrote", "dir", r.dir, "err", err)
+		}
+	}
+}
+
+func removeContents(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
+}
+
+func (l *layout) path(rel string) string { return filepath.Join(l.pgdata, filepath.FromSlash(rel)) }
+
+// heldBack are written only once every file is verified: with them the
+// directory looks restorable.
+func heldBack(p string) bool { return p == backupLabel || p == tablespaceMap }
+
+// createEntries makes every directory and every file at its final size
+// (empty files included), so download workers only write into them.
+func (l *layout) createEntries() error {
+	for _, f := range l.m.Files {
+		switch f.Type {
+		case catalog.TypeDir:
+			if err := os.MkdirAll(l.path(f.Path), 0o700); err != nil {
+				return err
+			}
+		case catalog.TypeFile:
+			if heldBack(f.Path) {
+				continue
+			}
+			p := l.path(f.Path)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return err
+			}
+			fh, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			err = fh.Truncate(f.Size)
+			if cerr := fh.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	// Restored servers need an empty pg_wal with archive_status.
+	return os.MkdirAll(l.path("pg_wal/archive_status"), 0o700)
+}
+
+// finishModes gives files and directories their modes and modification times.
+func (l *layout) finishModes() error {
+	// Directories last and deepest first, so a read-only one cannot block the rest.
+	var dirs []catalog.BackupFile
+	for _, f := range l.m.Files {
+		switch f.Type {
+		case catalog.TypeFile:
+			if heldBack(f.Path) {
+				continue
+			}
+			p := l.path(f.Path)
+			if err := os.Chmod(p, os.FileMode(f.Mode&0o7777)); err != nil {
+				return err
+			}
+			if err := os.Chtimes(p, f.MTime, f.MTime); err != nil {
+				return err
+			}
+		case catalog.TypeDir:
+			dirs = append(dirs, f)
+		}
+	}
+	sort.Slice(dirs, func(i, j int) bool { return dirs[i].Path > dirs[j].Path })
+	for _, d := range dirs {
+		if err := os.Chmod(l.path(d.Path), os.FileMode(d.Mode&0o7777)|0o700); err != nil {
+			return err
+		}
+	}
+	for _, sp := range l.spaces {
+		if err := os.Chmod(sp.location, os.FileMode(sp.mode&0o7777)|0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeRecoveryFiles writes the recovery settings, tablespace_map and
+// backup_label, flushes the file systems, and then recovery.signal: a
+// directory holding recovery.signal was restored completely.
+func (l *layout) writeRecoveryFiles(settings [][2]string) error {
+	if err := l.writeAutoConf(settings); err != nil {
+		return err
+	}
+	if l.m.TablespaceMap != "" {
+		if err := os.WriteFile(l.path(tablespaceMap), []byte(l.tablespaceMap()), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(l.path(backupLabel), []byte(l.m.BackupLabel), 0o600); err != nil {
+		return err
+	}
+	for _, r := range l.roots { // each root is on the file system it holds
+		if err := syncFS(r.dir); err != nil {
+			return fmt.Errorf("flushing %s to disk: %w", r.dir, err)
+		}
+	}
+	if err := os.WriteFile(l.path("recovery.signal"), nil, 0o600); err != nil {
+		return err
+	}
+	return syncFS(l.pgdata)
+}
+
+// tablespaceMap is the backup's tablespace_map with each location replaced
+// by where the tablespace was restored: PostgreSQL recreates the links in
+// pg_tblspc from this file when it starts.
+func (l *layout) tablespaceMap() string {
+	var b strings.Builder
+	for _, sp := range l.spaces {
+		// The escaping read_tablespace_map undoes: a backslash before a newline, a carriage return or a backslash.
+		loc := strings.NewReplacer("\\", "\\\\", "\n", "\\\n", "\r", "\\\r").Replace(sp.location)
+		fmt.Fprintf(&b, "%d %s\n", sp.oid, loc)
+	}
+	return b.String()
+}
+
+// recoveryKey matches settings a previous restore of the source server may
+// have left in postgresql.auto.conf; two recovery targets would stop the
+// server from starting, so they are replaced.
+func recoveryKey(key string) bool {
+	return key == "restore_command" || strings.HasPrefix(key, "recovery_target")
+}
+
+// writeAutoConf rewrites postgresql.auto.conf: the backup's settings without
+// old recovery settings, then ours.
+func (l *layout) writeAutoConf(settings [][2]string) error {
+	p := l.path(autoConf)
+	old, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(old), "\n") {
+		key, _, _ := strings.Cut(strings.TrimSpace(line), "=")
+		if recoveryKey(strings.TrimSpace(key)) {
+			continue
+		}
+		b.WriteString(line)
+	}
+	if b.Len() > 0 && !strings.HasSuffix(b.String(), "\n") {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "# walship restore of backup %s at %s\n", l.m.ID, time.Now().UTC().Format(time.RFC3339))
+	for _, s := range settings {
+		fmt.Fprintf(&b, "%s = %s\n", s[0], ConfQuote(s[1]))
+	}
+	return os.WriteFile(p, []byte(b.String()), 0o600)
+}
+
+// ConfQuote quotes a value for postgresql.conf.
+func ConfQuote(s string) string {
+	return "'" + strings.NewReplacer("\\", "\\\\", "'", "''").Replace(s) + "'"
+}
+
+// RestoreCommand builds restore_command: exe wal-fetch %f %p, then args,
+// each quoted for sh (PostgreSQL runs it with sh -c) and with % doubled
+// (PostgreSQL replaces %f, %p and %% in it).
+func RestoreCommand(exe string, args ...string) string {
+	words := []string{shellQuote(exe), "wal-fetch", "%f", "%p"}
+	for _, a := range args {
+		words = append(words, shellQuote(a))
+	}
+	return strings.Join(words, " ")
+}
+
+func shellQuote(s string) string {
+	s = strings.ReplaceAll(s, "%", "%%")
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,+@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// syncFS flushes the file system holding dir (syncfs(2)): one call instead
+// of an fsync per restored file.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}

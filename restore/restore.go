@@ -1,0 +1,290 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/storage"
+)
+
+// Options configure one restore.
+type Options struct {
+	PGData   string
+	BackupID string // "" or "latest": the newest backup that ends before the target
+	Target   Target
+	// Tablespaces relocates tablespaces: OID -> new location (absolute).
+	Tablespaces map[uint32]string
+	// DeleteExisting allows a non-empty PGData: its contents are removed,
+	// once every check passed, before the backup is laid down.
+	DeleteExisting bool
+	Jobs           int // objects downloaded at once; default runtime.NumCPU()
+	// RestoreCommand goes into postgresql.auto.conf as restore_command.
+	RestoreCommand string
+	// Budget bounds the retries of an object whose download broke off
+	// midway (the store wrapper already retries opening it). Default 1m.
+	Budget time.Duration
+	Log    *slog.Logger
+	// Progress, when set, is called about once a second while objects
+	// download, with the decoded bytes of the objects done and of all.
+	Progress func(done, total int64)
+}
+
+// Result says what Restore laid down.
+type Result struct {
+	Backup   catalog.BackupSummary `json:"backup"`
+	Window   catalog.Window        `json:"window"`
+	Timeline uint32                `json:"timeline"` // the timeline recovery follows
+	Files    int                   `json:"files"`
+	Bytes    int64                 `json:"bytes"`
+	Objects  int                   `json:"objects"`
+	Settings [][2]string           `json:"settings"` // what went into postgresql.auto.conf
+}
+
+// Restore lays down a base backup in o.PGData with the settings for
+// point-in-time recovery to o.Target. Every check (target, backup, recoverable
+// window, data directory, tablespace locations) happens before the first
+// write. The files are written and verified against the manifest before
+// backup_label, tablespace_map and recovery.signal are written; on any
+// failure everything written is removed, so a failed restore never leaves a
+// directory that looks restorable.
+func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Options) (*Result, error) {
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	if o.Budget <= 0 {
+		o.Budget = time.Minute
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	pgdata, err := filepath.Abs(o.PGData)
+	if err != nil {
+		return nil, err
+	}
+	o.PGData = pgdata
+	if err := checkTarget(o.PGData, "data directory", o.DeleteExisting, "pass --delete-existing to replace what is there"); err != nil {
+		return nil, err
+	}
+
+	list, _, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("listing backups in %s: %w", st, err)
+	}
+	b, err := ChooseBackup(list, o.BackupID, o.Target)
+	if err != nil {
+		return nil, err
+	}
+	m, err := catalog.LoadManifest(ctx, st, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkManifest(m); err != nil {
+		return nil, err
+	}
+	if m.Encryption != "" && len(dec.Identities) == 0 {
+		return nil, fmt.Errorf("backup %s is encrypted (%s): %w", m.ID, m.Encryption, codec.ErrNoKey)
+	}
+	arch, err := catalog.LoadArchive(ctx, st, dec, m.WALSegmentSize)
+	if err != nil {
+		return nil, err
+	}
+	tli, err := TargetTimeline(arch, b, o.Target.Timeline)
+	if err != nil {
+		return nil, err
+	}
+	w, _ := arch.Reach(b, tli)
+	if err := CheckWindow(w, b, o.Target); err != nil {
+		return nil, err
+	}
+	spaces, err := planTablespaces(m, o.Tablespaces, o.PGData)
+	if err != nil {
+		return nil, err
+	}
+	for _, sp := range spaces {
+		hint := fmt.Sprintf("restore the tablespace elsewhere with --tablespace %d=DIR", sp.oid)
+		if err := checkTarget(sp.location, fmt.Sprintf("location of tablespace %d", sp.oid), false, hint); err != nil {
+			return nil, err
+		}
+	}
+	o.Log.Info("restoring", "backup", b.ID, "target", o.Target.String(), "timeline", tli, "files", len(m.Files), "objects", len(m.Objects))
+
+	// Every check passed: from here on, writes, undone on failure.
+	lay := &layout{pgdata: o.PGData, m: m, spaces: spaces, log: o.Log}
+	res := &Result{Backup: b, Window: w, Timeline: tli, Objects: len(m.Objects)}
+	if err := lay.run(ctx, st, dec, o, res); err != nil {
+		lay.undo()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("interrupted; what it had written is removed: %w", err)
+		}
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkTarget requires dir to be missing or an empty directory we may
+// write to (or, with deleteExisting, any directory no server runs on).
+func checkTarget(dir, what string, deleteExisting bool, hint string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%s %s: give an absolute path", what, dir)
+	}
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		top := topMissing(dir)
+		parent := filepath.Dir(top)
+		if err := syscall.Access(parent, 2|1); err != nil { // W_OK|X_OK
+			return fmt.Errorf("%s %s does not exist and cannot be created in %s: %v", what, dir, parent, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s %s is not a directory", what, dir)
+	}
+	if err := syscall.Access(dir, 2|1); err != nil {
+		return fmt.Errorf("%s %s is not writable by this user: %v (run walship restore as the user PostgreSQL runs as)", what, dir, err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+	if !deleteExisting {
+		return fmt.Errorf("%s %s is not empty (it holds %s%s): restore needs an empty or missing directory; %s",
+			what, dir, ents[0].Name(), map[bool]string{true: fmt.Sprintf(" and %d more", len(ents)-1)}[len(ents) > 1], hint)
+	}
+	if pid, ok := runningServer(dir); ok {
+		return fmt.Errorf("%s %s belongs to a running PostgreSQL server (postmaster.pid, process %d): stop it first", what, dir, pid)
+	}
+	return nil
+}
+
+// topMissing is the outermost directory of dir's path that does not exist.
+func topMissing(dir string) string {
+	for {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return dir
+		}
+		if _, err := os.Lstat(parent); err == nil {
+			return dir
+		}
+		dir = parent
+	}
+}
+
+// runningServer reports whether postmaster.pid in dir names a live process.
+func runningServer(dir string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	err = syscall.Kill(pid, 0)
+	return pid, err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// checkManifest rejects a manifest whose parts point outside its objects,
+// before any byte is written where it says.
+func checkManifest(m *catalog.Manifest) error {
+	for _, f := range m.Files {
+		if err := safePath(f.Path); err != nil {
+			return fmt.Errorf("manifest of backup %s: %w", m.ID, err)
+		}
+		var n int64
+		for _, p := range f.Parts {
+			if p.Object < 0 || p.Object >= len(m.Objects) || p.Offset < 0 || p.Length <= 0 || p.Offset+p.Length > m.Objects[p.Object].Size {
+				return fmt.Errorf("manifest of backup %s: %s has a part outside its objects", m.ID, f.Path)
+			}
+			n += p.Length
+		}
+		if f.Type == catalog.TypeFile && n != f.Size {
+			return fmt.Errorf("manifest of backup %s: the parts of %s hold %d bytes, not %d", m.ID, f.Path, n, f.Size)
+		}
+	}
+	if m.BackupLabel == "" {
+		return fmt.Errorf("manifest of backup %s has no backup_label", m.ID)
+	}
+	return nil
+}
+
+// safePath keeps a manifest path inside the data directory.
+func safePath(p string) error {
+	if p == "" || strings.HasPrefix(p, "/") || filepath.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") {
+		return fmt.Errorf("unsafe path %q", p)
+	}
+	return nil
+}
+
+// tablespace is one tablespace to lay down.
+type tablespace struct {
+	oid      uint32
+	link     string // pg_tblspc/<oid>
+	location string
+	mode     uint32
+}
+
+// planTablespaces maps each tablespace of the backup to its location: the
+// original one, or the one --tablespace gives. Locations must be distinct
+// and apart from the data directory: restore writes into each one and, on
+// failure, empties it.
+func planTablespaces(m *catalog.Manifest, relocate map[uint32]string, pgdata string) ([]tablespace, error) {
+	var out []tablespace
+	known := map[uint32]bool{}
+	overlap := func(a, b string) bool {
+		return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
+	}
+	for _, f := range m.Files {
+		if f.Type != catalog.TypeLink {
+			continue
+		}
+		known[f.Tablespace] = true
+		loc := f.Link
+		if r, ok := relocate[f.Tablespace]; ok {
+			loc = r
+		}
+		if !filepath.IsAbs(loc) {
+			return nil, fmt.Errorf("tablespace %d: location %q is not an absolute path", f.Tablespace, loc)
+		}
+		loc = filepath.Clean(loc)
+		if overlap(loc, pgdata) {
+			return nil, fmt.Errorf("tablespace %d: location %s overlaps the data directory %s: give --tablespace %d=DIR outside it", f.Tablespace, loc, pgdata, f.Tablespace)
+		}
+		for _, o := range out {
+			if overlap(loc, o.location) {
+				return nil, fmt.Errorf("tablespaces %d and %d would share %s: give each its own --tablespace OID=DIR", o.oid, f.Tablespace, loc)
+			}
+		}
+		out = append(out, tablespace{oid: f.Tablespace, link: f.Path, location: loc, mode: f.Mode})
+	}
+	for oid := range relocate {
+		if !known[oid] {
+			var have []string
+			for k := range known {
+				have = append(have, strconv.FormatUint(uint64(k), 10))
+			}
+			sort.Strings(have)
+			return nil, fmt.Errorf("--tablespace %d: backup %s has no tablespace with that OID (it has: %s)", oid, m.ID, strings.Join(append(have, "none")[:max(len(have), 1)], ", "))
+		}
+	}
+	return out, nil
+}
