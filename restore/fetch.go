@@ -1,5 +1,6 @@
 // Package restore takes data out of the repository: WAL fetch for
-// restore_command, with a prefetch spool.
+// restore_command with a prefetch spool (this file), and base backups laid
+// down for point-in-time recovery with their recovery targets (restore.go).
 package restore
 
 import (
