@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# walship demo: a throwaway PostgreSQL 15 archives its WAL with
-# archive_command = 'walship wal-push %p' into a file:// repository, pgbench
-# writes, and a second server recovers from that archive alone with
-# restore_command = 'walship wal-fetch %f %p'. Everything lives in a temporary
-# folder that is removed at the end.
+# walship demo, the main job on one machine: a throwaway PostgreSQL 15
+# archives its WAL with archive_command = 'walship wal-push %p' into a
+# file:// repository (or the one WALSHIP_REPO names), `walship backup` takes a
+# base backup while pgbench writes, and `walship restore` brings a new server
+# back to a moment in the middle of the run; its rows are compared with what
+# existed at that moment. Everything lives in a temporary folder that is
+# removed at the end (KEEP=1 keeps it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,12 +17,14 @@ PORT=$((20000 + RANDOM % 20000))
 REPO_DIR=$WORK/repo
 export WALSHIP_REPO=${WALSHIP_REPO:-file://$REPO_DIR}
 
-# PostgreSQL refuses to run as root: use Debian's postgres user then.
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env "PATH=$PATH" "WALSHIP_REPO=$WALSHIP_REPO" "$@"; else "$@"; fi; }
+# PostgreSQL refuses to run as root: use Debian's postgres user then, keeping
+# this environment (the WALSHIP_* and AWS_* settings).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -m -u postgres -- env HOME="$WORK" "$@"; else "$@"; fi; }
 psql_() { as_pg "$PGBIN/psql" -X -q -At -h "$WORK" -p "$1" -d postgres -c "$2"; }
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 cleanup() {
-  for d in "$WORK/primary" "$WORK/recovered"; do
+  for d in "$WORK/primary" "$WORK/restored"; do
     [ -f "$d/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
   done
   [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
@@ -50,10 +54,32 @@ EOF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/primary" -l "$WORK/primary.log" -w start >/dev/null
 as_pg "$W" check --pgdata "$WORK/primary"
 
-step "Generating WAL with pgbench (scale 20, then 15 s of transactions)"
+step "pgbench: scale 20, then 30 s of transactions from 4 clients"
 as_pg "$PGBIN/pgbench" -h "$WORK" -p "$PORT" -i -s 20 -q postgres 2>&1 | tail -1
-as_pg "$PGBIN/pg_basebackup" -h "$WORK" -p "$PORT" -D "$WORK/recovered" -X none -c fast
-as_pg "$PGBIN/pgbench" -h "$WORK" -p "$PORT" -T 15 -c 4 -j 2 postgres 2>&1 | grep -E "^(number of transactions actually processed|tps)"
+as_pg "$PGBIN/pgbench" -h "$WORK" -p "$PORT" -T 30 -c 4 -j 2 postgres >"$WORK/pgbench.out" 2>&1 &
+BENCH=$!
+sleep 3
+
+step "walship backup while pgbench writes"
+export PGHOST=$WORK PGPORT=$PORT PGDATABASE=postgres
+as_pg "$W" backup --pgdata "$WORK/primary" --fast-checkpoint | tee "$WORK/backup.out"
+
+step "The moment to come back to, in the middle of the run"
+sleep 5
+# Under a brief lock on pgbench_history no pgbench transaction can commit
+# (each ends with an insert there), so the rows counted and the time taken
+# belong to exactly the same moment.
+MOMENT=$(psql_ "$PORT" "BEGIN; LOCK pgbench_history IN EXCLUSIVE MODE;
+  SELECT clock_timestamp() || '|' || (SELECT count(*) FROM pgbench_history) || ' pgbench_history rows, sum(abalance) = ' || (SELECT sum(abalance) FROM pgbench_accounts);
+  COMMIT;")
+TARGET=${MOMENT%%|*}
+WANT=${MOMENT#*|}
+echo "target time:    $TARGET"
+echo "at that moment: $WANT"
+wait "$BENCH"
+grep -E "^(number of transactions actually processed|tps)" "$WORK/pgbench.out"
+FINAL=$(psql_ "$PORT" "SELECT (SELECT count(*) FROM pgbench_history) || ' pgbench_history rows, sum(abalance) = ' || (SELECT sum(abalance) FROM pgbench_accounts)")
+echo "at the end:     $FINAL"
 LAST=$(psql_ "$PORT" "SELECT pg_walfile_name(pg_switch_wal())")
 echo "waiting for $LAST to be archived..."
 for _ in $(seq 1 120); do
@@ -64,6 +90,8 @@ done
 step "The archiver's status (pg_stat_archiver)"
 as_pg "$PGBIN/psql" -X -h "$WORK" -p "$PORT" -d postgres -c \
   "SELECT archived_count, failed_count, last_archived_wal, last_archived_time::time(0) FROM pg_stat_archiver"
+SHIPPED=$(psql_ "$PORT" "SELECT archived_count FROM pg_stat_archiver")
+FAILED=$(psql_ "$PORT" "SELECT failed_count FROM pg_stat_archiver")
 
 if [[ $WALSHIP_REPO == file://* ]]; then
   step "What is in the repository"
@@ -71,25 +99,42 @@ if [[ $WALSHIP_REPO == file://* ]]; then
   echo "... $(find "$REPO_DIR/wal" -type f | wc -l) files, $(du -sm "$REPO_DIR" | cut -f1) MB stored for $(( $(find "$REPO_DIR/wal" -type f | wc -l) * 16 )) MB of WAL"
 fi
 
-step "Recovering a second server from the archive alone (restore_command = 'walship wal-fetch %f %p')"
-WANT=$(psql_ "$PORT" "SELECT (SELECT count(*) FROM pgbench_history) || ' pgbench_history rows, sum(abalance) = ' || (SELECT sum(abalance) FROM pgbench_accounts)")
+step "walship backup list: the backups and the recoverable window"
+as_pg "$W" backup list
+
+step "walship restore --target-time '$TARGET' into a new data directory"
 as_pg "$PGBIN/pg_ctl" -D "$WORK/primary" -m fast stop >/dev/null
-cat >>"$WORK/recovered/postgresql.conf" <<EOF
+START=$(date +%s%N)
+as_pg "$W" restore --pgdata "$WORK/restored" --target-time "$TARGET"
+RESTORE_MS=$(ms_since "$START")
+# The restored postgresql.conf is the primary's: another port, and no
+# archiving from the new timeline into the same repository.
+cat >>"$WORK/restored/postgresql.conf" <<EOF
 port = $((PORT + 1))
 archive_mode = off
-restore_command = '$W wal-fetch %f %p'
 EOF
-as_pg touch "$WORK/recovered/recovery.signal"
 START=$(date +%s%N)
-as_pg "$PGBIN/pg_ctl" -D "$WORK/recovered" -l "$WORK/recovered.log" -w -t 300 start >/dev/null
-# pg_ctl returns once read-only queries are possible; recovery ends when the
-# archive has nothing more and the server promotes itself.
+as_pg "$PGBIN/pg_ctl" -D "$WORK/restored" -l "$WORK/restored.log" -w -t 300 start >/dev/null
+# Recovery replays WAL through walship wal-fetch up to the target, then the
+# server promotes itself.
 for _ in $(seq 1 600); do
   [ "$(psql_ $((PORT + 1)) "SELECT pg_is_in_recovery()")" = f ] && break
   sleep 0.2
 done
+RECOVERY_MS=$(ms_since "$START")
 GOT=$(psql_ $((PORT + 1)) "SELECT (SELECT count(*) FROM pgbench_history) || ' pgbench_history rows, sum(abalance) = ' || (SELECT sum(abalance) FROM pgbench_accounts)")
-echo "recovered in $(( ($(date +%s%N) - START) / 1000000 )) ms, $(grep -c 'restored log file' "$WORK/recovered.log") files restored from the archive"
-echo "primary:   $WANT"
-echo "recovered: $GOT"
-[ "$WANT" = "$GOT" ] && echo "OK: the recovered server holds exactly the primary's data" || { echo "MISMATCH"; exit 1; }
+grep -E "recovery stopping|selected new timeline" "$WORK/restored.log" | sed 's/^.*LOG: *//'
+
+step "Report"
+echo "WAL shipped:    $SHIPPED segments (pg_stat_archiver failed_count $FAILED)"
+echo "base backup:    $(sed -n 's/^backup \([^ ]*\) complete: \(.*\), WAL.*/\1: \2/p' "$WORK/backup.out")"
+echo "restore:        files laid down in $RESTORE_MS ms; WAL replayed to the target and promoted in $RECOVERY_MS ms ($(grep -c 'restored log file' "$WORK/restored.log") files fetched)"
+echo "at the target:  $WANT"
+echo "restored:       $GOT"
+echo "at the end:     $FINAL"
+if [ "$WANT" = "$GOT" ] && [ "$GOT" != "$FINAL" ]; then
+  echo "OK: the restored server holds exactly the rows that existed at the target time, and none of the later ones"
+else
+  echo "MISMATCH: the restored server does not hold what existed at the target time"
+  exit 1
+fi
