@@ -133,6 +133,11 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 	if err != nil {
 		return nil, err
 	}
+	// pg_control is read last, once every other file is copied, as
+	// pg_basebackup does: in a backup from a standby its minimum recovery
+	// point is where the copy becomes consistent, so it must not predate
+	// any page the other files hold.
+	files, control, hasControl := withoutFile(files, "global/pg_control")
 	sizes := planObjects(files, o.ObjectSize)
 	up := newUploader(st, enc, m.ID, o.PGData, files, sizes)
 	o.Log.Info("backup copying", "id", m.ID, "files", len(files), "objects", len(sizes), "jobs", o.Jobs)
@@ -146,6 +151,13 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 	}
 	if err := up.run(ctx, o.Jobs); err != nil {
 		return nil, fmt.Errorf("copying the data directory: %w", err)
+	}
+
+	var controlBytes []byte
+	if hasControl {
+		if controlBytes, err = os.ReadFile(filepath.Join(o.PGData, "global", "pg_control")); err != nil {
+			return nil, fmt.Errorf("reading pg_control: %w", err)
+		}
 	}
 
 	// pg_backup_stop(true) waits until PostgreSQL archived the last segment;
@@ -168,9 +180,16 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		return nil, err
 	}
 
-	// backup_label and tablespace_map are files of the backup, in a last object.
+	// pg_control, backup_label and tablespace_map are files of the backup, in
+	// a last object.
 	var extra []catalog.BackupFile
 	var raw []byte
+	if hasControl {
+		control.Parts = []catalog.Part{{Object: len(up.objects), Offset: 0, Length: int64(len(controlBytes))}}
+		control.Size, control.Checksum = int64(len(controlBytes)), codec.Checksum(controlBytes)
+		extra = append(extra, control)
+		raw = append(raw, controlBytes...)
+	}
 	for _, lf := range [][2]string{{"backup_label", m.BackupLabel}, {"tablespace_map", m.TablespaceMap}} {
 		if lf[1] == "" {
 			continue // no tablespaces
@@ -290,4 +309,15 @@ func waitForWAL(ctx context.Context, st storage.Store, name string, timeout time
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// withoutFile removes the entry for rel from files, returning it apart.
+func withoutFile(files []catalog.BackupFile, rel string) (rest []catalog.BackupFile, f catalog.BackupFile, found bool) {
+	for i, e := range files {
+		if e.Path == rel {
+			rest = append(append(rest, files[:i]...), files[i+1:]...)
+			return rest, e, true
+		}
+	}
+	return files, catalog.BackupFile{}, false
 }

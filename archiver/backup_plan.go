@@ -23,10 +23,14 @@ var (
 		"pg_serial": true, "pg_snapshots": true, "pg_stat_tmp": true, "pg_subtrans": true,
 	}
 	// skippedTop are files of the data directory's top level never copied.
-	// backup_label and tablespace_map come from pg_backup_stop instead.
+	// backup_label and tablespace_map come from pg_backup_stop instead. The
+	// signal files say what the backed-up server was (a standby's
+	// standby.signal would keep every restored copy a standby forever); the
+	// restore writes its own.
 	skippedTop = map[string]bool{
 		"postmaster.pid": true, "postmaster.opts": true,
 		"backup_label": true, "tablespace_map": true, "backup_label.old": true,
+		"standby.signal": true, "recovery.signal": true,
 	}
 )
 

@@ -32,6 +32,8 @@ func TestSkipRules(t *testing.T) {
 		{"postmaster.opts", false, skip},
 		{"backup_label", false, skip},
 		{"tablespace_map", false, skip},
+		{"standby.signal", false, skip},
+		{"recovery.signal", false, skip},
 		{"base/1/backup_label", false, keep}, // only the top-level one is special
 		{"pg_wal", true, keep},
 		{"pg_wal/archive_status", true, keepDirEmpty},
