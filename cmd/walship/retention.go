@@ -63,7 +63,7 @@ recoverable window that remains.`,
 			}
 			dry, err := retentionDryRun(cmd, dryRun, yes)
 			if err != nil {
-				return err
+				return &exitError{code: 2, err: err}
 			}
 			st, err := c.openStore(cmd.Context())
 			if err != nil {
