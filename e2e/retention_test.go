@@ -3,9 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +37,8 @@ func backupIDs(list []catalog.BackupSummary) string {
 
 // TestRetention takes two backups on timeline 1 with pgbench and inserts
 // between them, promotes a restored copy to timeline 2 and takes a third
-// backup there, and leaves crafted leftovers of killed backups. Then:
+// backup there; a backup is SIGKILLed midway and two more leftovers of
+// killed backups are crafted (one idle, one fresh). Then:
 // walship backup removes leftovers idle past the grace period; retention
 // --dry-run deletes nothing; a recovery window whose start lies between
 // the second and third backup's ends deletes the first backup and the WAL
@@ -84,16 +87,21 @@ func TestRetention(t *testing.T) {
 	promoted.WaitRecovered(t, 2*time.Minute)
 	write(promoted, 301, 400)
 
-	// Leftovers of a killed backup, idle for longer than the grace period,
-	// go when the next backup starts.
+	// A backup SIGKILLed midway leaves objects without a manifest: not
+	// listed as complete, and removed by the next backup once idle for
+	// longer than the grace period.
 	craft := func(id string) {
 		t.Helper()
 		for _, name := range []string{"started.json", "data/000000", "data/000001"} {
 			putObject(t, m, bucket, prefix+"/"+catalog.BackupKey(id, name), []byte("{}"))
 		}
 	}
-	const l1, l2, l3 = "20250101T000000Z", "20250102T000000Z", "20250103T000000Z"
-	craft(l1)
+	const l2, l3 = "20250102T000000Z", "20250103T000000Z"
+	l1 := killedBackup(t, m, bucket, prefix, promoted, env)
+	r := runWalship(t, "/", env, "backup", "list", "--json")
+	if r.code != 0 || strings.Contains(r.stdout, l1) {
+		t.Errorf("the killed backup %s is listed as complete: exit %d\n%s%s", l1, r.code, r.stdout, r.stderr)
+	}
 	time.Sleep(3 * time.Second)
 	b3 := backup(promoted, "--incomplete-grace", "2s")
 	if got := m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix+l1+"/"); len(got) != 0 {
@@ -108,7 +116,7 @@ func TestRetention(t *testing.T) {
 	craft(l2)
 	time.Sleep(3 * time.Second)
 	craft(l3)
-	r := runWalship(t, "/", env, "backup", "list")
+	r = runWalship(t, "/", env, "backup", "list")
 	if !strings.Contains(r.stdout, "incomplete: 2") || strings.Contains(r.stdout, "2025010") {
 		t.Errorf("backup list shows the crafted leftovers wrongly:\n%s", r.stdout)
 	}
@@ -179,6 +187,9 @@ func TestRetention(t *testing.T) {
 		t.Errorf("window %s: expired %q, kept %q; want %s expired", window, backupIDs(out.Expired), backupIDs(out.Kept), b1.ID)
 	}
 	t.Logf("window %s deleted %s and %d WAL files", window, backupIDs(out.Expired), len(out.WAL))
+	if len(out.Incomplete) != 1 || out.Incomplete[0].ID != l2 || len(out.IncompleteKept) != 1 || out.IncompleteKept[0].ID != l3 {
+		t.Errorf("window: incomplete backups deleted %+v, kept %+v; want %s deleted, %s kept", out.Incomplete, out.IncompleteKept, l2, l3)
+	}
 	checkLeft("after the window", expect([]string{b2.ID, b3.ID, l3}, func(tli uint32, lsn uint64) bool {
 		return lsn >= startOf(b2) // timeline 2 descends from timeline 1
 	}))
@@ -191,9 +202,9 @@ func TestRetention(t *testing.T) {
 	checkLeft("after --keep 1", expect([]string{b3.ID, l3}, func(tli uint32, lsn uint64) bool {
 		return tli == 2 && lsn >= startOf(b3)
 	}))
-	t.Logf("--keep 1 deleted %s, %s and %d WAL files; left: %v", backupIDs(out.Expired), l2, len(out.WAL), m.ListObjects(t, bucket, prefix+"/"))
-	if len(out.Incomplete) != 1 || out.Incomplete[0].ID != l2 {
-		t.Errorf("--keep 1 deleted the incomplete backups %+v, want %s only", out.Incomplete, l2)
+	t.Logf("--keep 1 deleted %s and %d WAL files; left: %v", backupIDs(out.Expired), len(out.WAL), m.ListObjects(t, bucket, prefix+"/"))
+	if len(out.Incomplete) != 0 || len(out.IncompleteKept) != 1 {
+		t.Errorf("--keep 1: incomplete backups deleted %+v, kept %+v; want %s kept", out.Incomplete, out.IncompleteKept, l3)
 	}
 
 	// Nothing needed is gone: the oldest point (the end of the third
@@ -243,4 +254,36 @@ func TestRetention(t *testing.T) {
 		}
 	}
 	checkLeft("after bad input", before)
+}
+
+// killedBackup starts walship backup of p and SIGKILLs it as soon as it
+// has stored its first data object, returning the backup's ID.
+func killedBackup(t *testing.T, m *harness.MinIO, bucket, prefix string, p *harness.Postgres, env []string) string {
+	t.Helper()
+	before := m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix)
+	cmd := exec.Command(harness.Walship(t), "backup", "--pgdata", p.DataDir, "--fast-checkpoint", "--jobs", "1")
+	cmd.Dir = p.DataDir
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "PGHOST=" + p.SocketDir, "PGPORT=" + strconv.Itoa(p.Port), "PGUSER=" + p.User, "PGDATABASE=postgres"}, env...)
+	harness.AsServerUser(t, cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, k := range m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix) {
+			if !slices.Contains(before, k) && strings.Contains(k, "/data/") {
+				cmd.Process.Signal(syscall.SIGKILL)
+				cmd.Wait()
+				id, _, _ := strings.Cut(strings.TrimPrefix(k, prefix+"/"+catalog.BackupPrefix), "/")
+				if _, ok := rawObject(t, m, bucket, prefix+"/"+catalog.ManifestKey(id)); ok {
+					t.Fatalf("backup %s completed before it could be killed", id)
+				}
+				t.Logf("killed backup %s midway; it left %d objects", id, len(m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix+id+"/")))
+				return id
+			}
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	t.Fatal("walship backup stored no data object within 30 s")
+	return ""
 }
