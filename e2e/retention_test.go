@@ -41,11 +41,11 @@ func backupIDs(list []catalog.BackupSummary) string {
 // killed backups are crafted (one idle, one fresh). Then:
 // walship backup removes leftovers idle past the grace period; retention
 // --dry-run deletes nothing; a recovery window whose start lies between
-// the second and third backup's ends deletes the first backup and the WAL
-// before the second one's start; --keep 1 deletes the second backup and
-// every WAL file only it needed (all of timeline 1, timeline 2 before the
-// third backup) but no history file, and an old leftover but not a fresh
-// one. Each time the test checks the exact list of objects left in MinIO,
+// the second and third backup's ends deletes the first backup, the WAL
+// before the second one's start and the idle leftovers but not the fresh
+// ones; --keep 1 deletes the second backup and every WAL file only it
+// needed (all of timeline 1, timeline 2 before the third backup) but no
+// history file. Each time the test checks the exact list of objects left in MinIO,
 // and at the end restores the oldest point still allowed and the newest,
 // with their row counts: nothing needed was deleted.
 func TestRetention(t *testing.T) {
