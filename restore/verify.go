@@ -466,6 +466,13 @@ func (v *chainVerifier) run(ctx context.Context, st storage.Store, dec *codec.De
 			}
 		}
 	}
+	// A file begun but not finished was never compared: say so rather
+	// than pass it silently.
+	for file, s := range v.states {
+		if !s.broken {
+			v.report(fileMismatch(v.m.ID, v.m.Files[file], s.n, "(not read to its end)"))
+		}
+	}
 	return total, nil
 }
 
