@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -47,9 +48,10 @@ func (p Problem) String() string {
 
 // VerifyOptions says which backups to verify and how far.
 type VerifyOptions struct {
-	Backup   string // an ID or "latest"; empty: every complete backup
-	ToLatest bool   // check WAL up to the newest archived segment, not only to the backup's stop
-	Jobs     int    // objects downloaded at once
+	Backup   string        // an ID or "latest"; empty: every complete backup
+	ToLatest bool          // check WAL up to the newest archived segment, not only to the backup's stop
+	Jobs     int           // objects downloaded at once
+	Budget   time.Duration // how long to retry downloads that break off midway
 	Log      *slog.Logger
 }
 
@@ -112,7 +114,7 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 			return nil, err
 		}
 		o.Log.Info("verifying", "backup", m.ID, "objects", len(m.Objects), "files", len(m.Files))
-		c, err := verifyData(ctx, st, dec, m, o.Jobs)
+		c, err := verifyData(ctx, st, dec, m, o.Jobs, o.Budget, o.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -318,14 +320,10 @@ func newest(tli uint32, present map[uint32]map[uint64]bool, first pg.Segment, se
 // Objects that share a file form a chain (files span consecutive objects)
 // and are read in order by one worker, so each file's checksum is computed
 // while streaming; chains run in parallel, jobs at a time.
-func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *catalog.Manifest, jobs int) (*BackupCheck, error) {
+func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *catalog.Manifest, jobs int, budget time.Duration, log *slog.Logger) (*BackupCheck, error) {
 	c := &BackupCheck{ID: m.ID, Objects: len(m.Objects)}
 	var mu sync.Mutex
-	report := func(p Problem) {
-		mu.Lock()
-		defer mu.Unlock()
-		c.Problems = append(c.Problems, p)
-	}
+	report := func(p Problem) { c.Problems = append(c.Problems, p) } // before the workers start
 	parts := make([][]target, len(m.Objects))
 	group := newUnion(len(m.Objects))
 	remaining := make([]int, len(m.Files)) // parts of each file still to read
@@ -362,11 +360,12 @@ func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *ca
 	g.SetLimit(jobs)
 	for _, objs := range chains {
 		g.Go(func() error {
-			v := &chainVerifier{m: m, parts: parts, remaining: remaining, report: report, states: map[int]*fileState{}}
-			n, err := v.run(gctx, st, dec, objs)
+			v := &chainVerifier{m: m, parts: parts, remaining: remaining, log: log}
+			n, err := v.retry(gctx, st, dec, objs, budget)
 			mu.Lock()
+			defer mu.Unlock()
 			bytes += n
-			mu.Unlock()
+			c.Problems = append(c.Problems, v.problems...)
 			return err
 		})
 	}
@@ -438,8 +437,42 @@ type chainVerifier struct {
 	m         *catalog.Manifest
 	parts     [][]target
 	remaining []int // shared, but each file belongs to one chain only
-	report    func(Problem)
+	log       *slog.Logger
 	states    map[int]*fileState
+	problems  []Problem
+}
+
+func (v *chainVerifier) report(p Problem) { v.problems = append(v.problems, p) }
+
+// retry runs the chain again from its first object when a download broke
+// off midway (the checksums of the files it was in cannot be rewound), as
+// long as the first attempt began less than budget ago.
+func (v *chainVerifier) retry(ctx context.Context, st storage.Store, dec *codec.Decoder, objs []int, budget time.Duration) (int64, error) {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		v.reset(objs)
+		n, err := v.run(ctx, st, dec, objs)
+		var src *codec.SourceError
+		if err == nil || !errors.As(err, &src) || ctx.Err() != nil || time.Since(start) > budget {
+			return n, err
+		}
+		v.log.Warn("download interrupted, verifying the objects again", "object", v.m.Objects[objs[0]].Key, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(time.Duration(min(attempt, 10)) * 200 * time.Millisecond):
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+	}
+}
+
+// reset forgets what an attempt found.
+func (v *chainVerifier) reset(objs []int) {
+	v.states, v.problems = map[int]*fileState{}, nil
+	for _, n := range objs {
+		for _, t := range v.parts[n] {
+			v.remaining[t.file] = len(v.m.Files[t.file].Parts)
+		}
+	}
 }
 
 func (v *chainVerifier) run(ctx context.Context, st storage.Store, dec *codec.Decoder, objs []int) (int64, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
@@ -144,5 +145,24 @@ func TestVerifyWALAcrossTimelines(t *testing.T) {
 	want := "missing WAL segment: " + seg(1, 2) + "\nWAL gap: " + seg(2, 4) + ".." + seg(2, 5) + "\nmissing WAL segment: " + seg(3, 8)
 	if got != want {
 		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// A download broken off midway is verified again from the first object of
+// its chain (the file checksums cannot be rewound); past the budget,
+// verify fails with an error instead of reporting a problem.
+func TestVerifyRetriesInterruptedDownloads(t *testing.T) {
+	base, _, _ := setup(t, 3)
+	m := storeBackup(t, base, "20261125T100000Z", testEntries("/nowhere"), "", 100)
+	key := m.Objects[1].Key
+	st := &faultyStore{Store: base, key: key, breakAfter: int(m.Objects[1].StoredSize) - 5, breaks: 2}
+	rep, err := Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Jobs: 2, Budget: time.Minute})
+	if err != nil || !rep.OK || st.gets != 3 {
+		t.Fatalf("two interrupted downloads: %+v, %v, %d gets; want OK after 3 gets", rep, err, st.gets)
+	}
+	st = &faultyStore{Store: base, key: key, breakAfter: 20, breaks: 1 << 30}
+	_, err = Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Jobs: 2, Budget: 500 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "connection reset") {
+		t.Errorf("every download interrupted: %v", err)
 	}
 }
