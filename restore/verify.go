@@ -93,10 +93,11 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 	if err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Backups: []BackupCheck{}, OK: true}
 	if len(chosen) == 0 {
-		return rep, nil
+		// Nothing verified is not "all is well".
+		return nil, fmt.Errorf("no complete backup in %s to verify: see walship backup list", st)
 	}
+	rep := &VerifyReport{Backups: []BackupCheck{}, OK: true}
 	present, err := listSegments(ctx, st)
 	if err != nil {
 		return nil, err
@@ -137,7 +138,7 @@ func chooseToVerify(list []catalog.BackupSummary, id string) ([]catalog.BackupSu
 		return list, nil
 	case "latest":
 		if len(list) == 0 {
-			return nil, errors.New("no complete backup to verify: see walship backup list")
+			return nil, nil
 		}
 		newest := list[0]
 		for _, b := range list[1:] {

@@ -50,6 +50,12 @@ func seg(tli, n uint32) string { return pg.Segment{Timeline: tli, Seg: n}.Name()
 
 func TestVerifyGoodBackup(t *testing.T) {
 	st, _, _ := setup(t, 3)
+	for _, id := range []string{"", "latest"} {
+		if _, err := Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Backup: id}); err == nil ||
+			!strings.Contains(err.Error(), "no complete backup in") {
+			t.Errorf("verify %q without any backup: %v", id, err)
+		}
+	}
 	m := storeBackup(t, st, "20261125T100000Z", testEntries("/nowhere"), "", 100)
 	rep, err := Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Backup: "latest", Jobs: 2})
 	if err != nil {

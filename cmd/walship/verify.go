@@ -65,10 +65,6 @@ the exit status is 1 when there is any, 0 when everything verified.`,
 // printVerify prints one line per problem and a summary per backup.
 func printVerify(cmd *cobra.Command, rep *restore.VerifyReport) {
 	out := cmd.OutOrStdout()
-	if len(rep.Backups) == 0 {
-		fmt.Fprintln(out, "no complete backup to verify")
-		return
-	}
 	for _, b := range rep.Backups {
 		for _, p := range b.Problems {
 			fmt.Fprintln(out, "problem:", p)
