@@ -104,7 +104,8 @@ type Plan struct {
 // kept. A WAL file is kept when some kept backup may replay it: it is on
 // that backup's timeline or on a timeline descending from it (by the
 // history files) at or after the backup's start segment. History files are
-// always kept; WAL on a timeline whose history cannot be read is kept.
+// always kept; WAL on a timeline whose history cannot be read is kept, and
+// so is WAL stored since a backup that may still be running began.
 func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p Policy) (*Plan, error) {
 	if err := p.Check(); err != nil {
 		return nil, err
@@ -140,8 +141,12 @@ func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p 
 	}
 	var rest []storage.ObjectInfo
 	unknown := map[uint32]bool{}
+	running := runningSince(plan.IncompleteKept)
 	for _, o := range walObjs {
 		keep, why := keepWAL(o.Key, plan.Kept, arch)
+		if !running.IsZero() && !o.ModTime.Before(running) {
+			keep, why = true, 0
+		}
 		if why != 0 && !unknown[why] {
 			unknown[why] = true
 			plan.Warnings = append(plan.Warnings, fmt.Sprintf("the history of timeline %d cannot be read (encrypted without the key, or missing): its WAL is kept", why))
@@ -160,6 +165,28 @@ func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p 
 		plan.Windows = []catalog.Window{}
 	}
 	return plan, nil
+}
+
+// runningSince is the earliest time a backup that may still be running
+// began, less a margin for the store's one-second timestamps; zero when
+// there is none. Its start segment is unknown until its manifest is
+// written, but no WAL it needs was stored before it began (the store's
+// clock dates both), so WAL stored since then is kept.
+func runningSince(inc []catalog.IncompleteBackup) time.Time {
+	var t time.Time
+	for _, b := range inc {
+		s := b.Started
+		if s.IsZero() {
+			s = b.LastWrite
+		}
+		if t.IsZero() || s.Before(t) {
+			t = s
+		}
+	}
+	if t.IsZero() {
+		return t
+	}
+	return t.Add(-time.Minute)
 }
 
 // keepFrom is the index in list (by stop time) of the oldest backup to keep.

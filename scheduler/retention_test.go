@@ -337,3 +337,30 @@ func TestBadPolicies(t *testing.T) {
 		t.Error("PlanRetention without a policy succeeded")
 	}
 }
+
+// A backup that may still be running (incomplete, within the grace
+// period) has no start segment yet: WAL stored since it began is kept.
+func TestRunningBackupKeepsNewerWAL(t *testing.T) {
+	r := newRepo(t)
+	r.wal(1, 1, 7)
+	for n := uint32(1); n <= 7; n++ {
+		mtime := now.Add(-3 * time.Hour)
+		if n >= 5 {
+			mtime = now.Add(-10 * time.Minute)
+		}
+		key, _ := catalog.WALKey(seg(1, n))
+		if err := os.Chtimes(filepath.Join(r.root, key), mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.backup("20261101T000000Z", 1, 1, 1, now.Add(-2*time.Hour))
+	r.backup("20261102T000000Z", 1, 6, 6, now.Add(-1*time.Hour))
+	if pl := plan(t, r, Policy{Keep: 1}); !slices.Equal(pl.WAL, walKeys(1, 1, 5)) {
+		t.Errorf("no running backup: WAL %v, want segments 1..5", pl.WAL)
+	}
+	r.incomplete("20261125T114000Z", now.Add(-20*time.Minute))
+	pl := plan(t, r, Policy{Keep: 1})
+	if !slices.Equal(pl.WAL, walKeys(1, 1, 4)) || len(pl.IncompleteKept) != 1 || !pl.IncompleteKept[0].Started.Equal(now.Add(-20*time.Minute)) {
+		t.Errorf("a backup running since 20 minutes: WAL %v, want segments 1..4; incomplete %+v", pl.WAL, pl.IncompleteKept)
+	}
+}

@@ -244,7 +244,8 @@ func DeleteBackup(ctx context.Context, st storage.Store, id string) error {
 // killed or failed and waiting for cleanup.
 type IncompleteBackup struct {
 	ID        string    `json:"id"`
-	LastWrite time.Time `json:"last_write"` // newest object of the backup
+	Started   time.Time `json:"started,omitempty"` // when the store wrote started.json (its clock)
+	LastWrite time.Time `json:"last_write"`        // newest object of the backup
 	Objects   int       `json:"objects"`
 	Size      int64     `json:"size"` // stored bytes
 }
@@ -271,8 +272,11 @@ func ListIncomplete(ctx context.Context, st storage.Store) ([]IncompleteBackup, 
 			byID[id] = b
 			ids = append(ids, id)
 		}
-		if rest == "manifest.json" {
+		switch rest {
+		case "manifest.json":
 			complete[id] = true
+		case "started.json":
+			b.Started = o.ModTime.UTC()
 		}
 		b.Objects++
 		b.Size += o.Size
