@@ -177,7 +177,26 @@ func TestRetention(t *testing.T) {
 		len(dry.IncompleteKept) != 0 || len(dry.WAL) == 0 {
 		t.Errorf("dry run: %+v", dry)
 	}
+	r = runWalship(t, "/", env, "retention", "--keep", "1", "--dry-run", "--incomplete-grace", "2s")
+	for _, want := range []string{"dry run: nothing is deleted", "would delete backup " + b1.ID, "would delete backup " + b2.ID,
+		"would delete incomplete backup " + l2, "recoverable window"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("retention --dry-run: exit %d, no %q in:\n%s%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
 	checkLeft("after --dry-run", all)
+
+	// Before retention, the first backup verifies along timeline 1 into 2.
+	r = runWalship(t, "/", env, "verify", "--backup", b1.ID, "--to-latest", "--json")
+	var ver struct {
+		OK      bool `json:"ok"`
+		Backups []struct {
+			WALTo string `json:"wal_to"`
+		} `json:"backups"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &ver); err != nil || r.code != 0 || !ver.OK || !strings.HasPrefix(ver.Backups[0].WALTo, "00000002") {
+		t.Errorf("verify %s --to-latest: exit %d, %v\n%s%s", b1.ID, r.code, err, r.stdout, r.stderr)
+	}
 
 	// The window starts between the ends of the second and third backups.
 	window := time.Since(b2.StopTime.Add(b3.StopTime.Sub(b2.StopTime) / 2)).Round(time.Second)
