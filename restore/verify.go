@@ -1,10 +1,12 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -356,16 +358,17 @@ func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *ca
 		r := group.root(n)
 		chains[r] = append(chains[r], n)
 	}
-	var bytes int64
+	var read int64
+	slots := make(chan struct{}, jobs)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	for _, objs := range chains {
 		g.Go(func() error {
-			v := &chainVerifier{m: m, parts: parts, remaining: remaining, log: log}
+			v := &chainVerifier{m: m, parts: parts, remaining: remaining, log: log, slots: slots}
 			n, err := v.retry(gctx, st, dec, objs, budget)
 			mu.Lock()
 			defer mu.Unlock()
-			bytes += n
+			read += n
 			c.Problems = append(c.Problems, v.problems...)
 			return err
 		})
@@ -373,7 +376,7 @@ func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *ca
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	c.Bytes = bytes
+	c.Bytes = read
 	sort.SliceStable(c.Problems, func(i, j int) bool { return c.Problems[i].Name < c.Problems[j].Name })
 	return c, ctx.Err()
 }
@@ -439,6 +442,7 @@ type chainVerifier struct {
 	parts     [][]target
 	remaining []int // shared, but each file belongs to one chain only
 	log       *slog.Logger
+	slots     chan struct{} // downloads in memory, shared by all chains
 	states    map[int]*fileState
 	problems  []Problem
 }
@@ -478,15 +482,17 @@ func (v *chainVerifier) reset(objs []int) {
 
 func (v *chainVerifier) run(ctx context.Context, st storage.Store, dec *codec.Decoder, objs []int) (int64, error) {
 	sort.Ints(objs)
+	ahead := v.prefetch(ctx, st, objs)
+	defer ahead.stop()
 	var total int64
-	for _, n := range objs {
+	for i, n := range objs {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
 		ts := v.parts[n]
 		sort.Slice(ts, func(i, j int) bool { return ts[i].part.Offset < ts[j].part.Offset })
 		w := &hashWriter{v: v, parts: ts}
-		err := v.object(ctx, st, dec, n, w)
+		err := v.object(dec, n, ahead.take(i), w)
 		total += w.pos
 		if err != nil {
 			var src *codec.SourceError
@@ -510,20 +516,18 @@ func (v *chainVerifier) run(ctx context.Context, st storage.Store, dec *codec.De
 	return total, nil
 }
 
-// object reads object n through w and reports what is wrong with it;
-// errors it returns are failures of the store, not of the backup.
-func (v *chainVerifier) object(ctx context.Context, st storage.Store, dec *codec.Decoder, n int, w *hashWriter) error {
+// object decodes object n, downloaded as f, through w and reports what is
+// wrong with it; errors it returns are failures of the store, not of the backup.
+func (v *chainVerifier) object(dec *codec.Decoder, n int, f fetched, w *hashWriter) error {
 	obj := v.m.Objects[n]
-	rc, err := st.Get(ctx, obj.Key)
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(f.err, storage.ErrNotFound) {
 		v.report(Problem{Backup: v.m.ID, Kind: ProblemMissingObject, Name: obj.Key, Detail: "not in the repository"})
-		return err
+		return f.err
 	}
-	if err != nil {
-		return err
+	if f.err != nil {
+		return f.err
 	}
-	defer rc.Close()
-	h, err := dec.Decode(rc, w, obj.Key)
+	h, err := dec.Decode(bytes.NewReader(f.data), w, obj.Key)
 	if err == nil && (h.Size != obj.Size || (obj.Checksum != "" && h.Checksum != obj.Checksum)) {
 		err = fmt.Errorf("%w: object holds %d bytes with checksum %s, the manifest says %d bytes with %s",
 			codec.ErrCorrupt, h.Size, h.Checksum, obj.Size, obj.Checksum)
@@ -532,6 +536,88 @@ func (v *chainVerifier) object(ctx context.Context, st storage.Store, dec *codec
 		v.report(Problem{Backup: v.m.ID, Kind: ProblemCorruptObject, Name: obj.Key, Detail: err.Error()})
 	}
 	return err
+}
+
+// fetched is one downloaded object, as stored.
+type fetched struct {
+	data []byte
+	err  error
+}
+
+// prefetcher downloads a chain's objects ahead of the worker that decodes
+// them in order, so that a long chain (big files span many objects) still
+// downloads jobs objects at once. Each download holds a slot, shared by all
+// chains, from its start until the worker is done with it: at most jobs
+// stored objects are in memory. Slots are taken in the chain's order, so
+// the object a worker waits for always has one.
+type prefetcher struct {
+	slots   chan struct{}
+	results []chan fetched
+	taken   int
+	cancel  context.CancelFunc
+	started chan int // how many downloads the producer started, once it ends
+}
+
+func (v *chainVerifier) prefetch(ctx context.Context, st storage.Store, objs []int) *prefetcher {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetcher{slots: v.slots, results: make([]chan fetched, len(objs)), cancel: cancel, started: make(chan int, 1)}
+	for i := range p.results {
+		p.results[i] = make(chan fetched, 1)
+	}
+	go func() {
+		for i, n := range objs {
+			select {
+			case p.slots <- struct{}{}:
+			case <-ctx.Done():
+				p.started <- i
+				return
+			}
+			go func() { p.results[i] <- download(ctx, st, v.m.Objects[n]) }()
+		}
+		p.started <- len(objs)
+	}()
+	return p
+}
+
+// take waits for the i-th object; the slot of the one before is freed.
+func (p *prefetcher) take(i int) fetched {
+	if p.taken > 0 {
+		<-p.slots
+	}
+	p.taken = i + 1
+	return <-p.results[i]
+}
+
+// stop cancels the downloads not taken and frees every slot held.
+func (p *prefetcher) stop() {
+	p.cancel()
+	started := <-p.started
+	for i := p.taken; i < started; i++ {
+		<-p.results[i]
+	}
+	for range started - p.taken + min(p.taken, 1) { // the last one taken holds its slot still
+		<-p.slots
+	}
+}
+
+// download reads a stored object into memory, bounded by the size the
+// manifest records (plus slack: a bigger object fails to decode anyway).
+// A read that breaks off is a SourceError, which a retry may cure.
+func download(ctx context.Context, st storage.Store, obj catalog.BackupObject) fetched {
+	rc, err := st.Get(ctx, obj.Key)
+	if err != nil {
+		return fetched{err: err}
+	}
+	defer rc.Close()
+	limit := obj.StoredSize + 1<<20
+	if obj.StoredSize <= 0 {
+		limit = 64 << 20
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, limit))
+	if err != nil {
+		return fetched{err: &codec.SourceError{Err: err}}
+	}
+	return fetched{data: data}
 }
 
 func (v *chainVerifier) state(file int) *fileState {

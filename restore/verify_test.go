@@ -3,7 +3,9 @@ package restore
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,5 +172,48 @@ func TestVerifyRetriesInterruptedDownloads(t *testing.T) {
 	_, err = Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Jobs: 2, Budget: 500 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "connection reset") {
 		t.Errorf("every download interrupted: %v", err)
+	}
+}
+
+// countingStore records how many Gets of data objects run at once.
+type countingStore struct {
+	storage.Store
+	mu          sync.Mutex
+	now, most   int
+	gets, delay int
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if !strings.Contains(key, "/data/") {
+		return c.Store.Get(ctx, key)
+	}
+	c.mu.Lock()
+	c.now++
+	c.gets++
+	c.most = max(c.most, c.now)
+	c.mu.Unlock()
+	time.Sleep(time.Duration(c.delay) * time.Millisecond)
+	defer func() { c.mu.Lock(); c.now--; c.mu.Unlock() }()
+	return c.Store.Get(ctx, key)
+}
+
+// Objects of one long chain (a file spanning all of them) download jobs at
+// a time, never more, while they are decoded in order.
+func TestVerifyLongChainDownloadsInParallel(t *testing.T) {
+	base, _, _ := setup(t, 3)
+	big := strings.Repeat("0123456789abcdef", 64) // 1 KiB: ten 100-byte objects
+	m := storeBackup(t, base, "20261125T100000Z", []entry{{path: "base/1/big", typ: catalog.TypeFile, data: big, mode: 0o600}}, "", 100)
+	if len(m.Objects) < 10 {
+		t.Fatalf("%d objects, want 10 or more", len(m.Objects))
+	}
+	for _, jobs := range []int{1, 3} {
+		st := &countingStore{Store: base, delay: 20}
+		rep, err := Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Jobs: jobs})
+		if err != nil || !rep.OK {
+			t.Fatalf("jobs %d: %+v, %v", jobs, rep, err)
+		}
+		if st.most != jobs || st.gets != len(m.Objects) {
+			t.Errorf("jobs %d: at most %d downloads at once (%d in all); want %d at once, %d in all", jobs, st.most, st.gets, jobs, len(m.Objects))
+		}
 	}
 }
