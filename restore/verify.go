@@ -321,8 +321,9 @@ func newest(tli uint32, present map[uint32]map[uint64]bool, first pg.Segment, se
 
 // verifyData downloads every object of m and checks objects and files.
 // Objects that share a file form a chain (files span consecutive objects)
-// and are read in order by one worker, so each file's checksum is computed
-// while streaming; chains run in parallel, jobs at a time.
+// that one worker decodes in order, so each file's checksum is computed
+// while streaming, and whose next objects download meanwhile; chains run
+// in parallel, and downloads take jobs slots in all.
 func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *catalog.Manifest, jobs int, budget time.Duration, log *slog.Logger) (*BackupCheck, error) {
 	c := &BackupCheck{ID: m.ID, Objects: len(m.Objects)}
 	var mu sync.Mutex
@@ -353,10 +354,16 @@ func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *ca
 		}
 		remaining[i] = len(f.Parts)
 	}
-	chains := map[int][]int{}
+	var chains [][]int     // in the order of their first objects
+	first := map[int]int{} // root -> index in chains
 	for n := range m.Objects {
 		r := group.root(n)
-		chains[r] = append(chains[r], n)
+		i, ok := first[r]
+		if !ok {
+			i, first[r] = len(chains), len(chains)
+			chains = append(chains, nil)
+		}
+		chains[i] = append(chains[i], n)
 	}
 	var read int64
 	slots := make(chan struct{}, jobs)
