@@ -40,7 +40,7 @@ history files) is kept from the same segment on. The newest complete backup
 is never deleted; history files are always kept; WAL of a timeline whose
 history cannot be read is kept. Backups without a manifest that wrote nothing
 for --incomplete-grace (killed or failed backups) are deleted too; younger
-ones may still be running and are kept.
+ones may still be running and are kept, with all WAL stored since they began.
 
 On a terminal, retention only shows what it would delete unless --yes (or
 --dry-run=false) is given; without a terminal (cron, scripts) it deletes
@@ -91,7 +91,7 @@ recoverable window that remains.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&window, "recovery-window", "", "keep what recovery to any point in the last D needs (30d, 2w, 12h)")
+	f.StringVar(&window, "recovery-window", "", "keep what recovery to any point in the last D needs (30d, 2w, 12h, 90m)")
 	f.IntVar(&p.Keep, "keep", 0, "keep the N newest complete backups")
 	f.DurationVar(&p.IncompleteGrace, "incomplete-grace", scheduler.DefaultIncompleteGrace, "delete backups without a manifest that wrote nothing for this long")
 	f.BoolVar(&dryRun, "dry-run", false, "only show what would be deleted (the default on a terminal)")
