@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"runtime"
@@ -14,18 +16,24 @@ import (
 
 	"github.com/walship/walship/archiver"
 	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/scheduler"
 )
 
 func backupCmd(c *config) *cobra.Command {
 	var o archiver.BackupOptions
 	var asJSON bool
+	var grace time.Duration
 	cmd := &cobra.Command{
 		Use:   "backup",
 		Short: "take a base backup of the running server (and: backup list|show|delete)",
 		Long: `Takes an online base backup of the server at PGHOST/PGPORT (libpq's variables,
 or --pghost/--pgport/--pguser/--pgdatabase) whose data directory is PGDATA.
 The backup is recorded as complete only once the WAL segment that ends it is
-in the repository, so every listed backup can be restored.`,
+in the repository, so every listed backup can be restored.
+
+It first deletes the leftovers of incomplete backups (killed or failed) that
+wrote nothing for --incomplete-grace.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if c.pgdata == "" {
@@ -40,6 +48,7 @@ in the repository, so every listed backup can be restored.`,
 				return err
 			}
 			o.PGData, o.Log = c.pgdata, c.logger()
+			cleanLeftovers(cmd.Context(), st, grace, o.Log)
 			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 				o.Progress = progressLine(time.Now())
 				defer fmt.Fprintln(os.Stderr)
@@ -67,8 +76,21 @@ in the repository, so every listed backup can be restored.`,
 	f.IntVarP(&o.Jobs, "jobs", "j", runtime.NumCPU(), "files read, compressed and uploaded in parallel")
 	f.DurationVar(&o.WALTimeout, "wal-timeout", 5*time.Minute, "how long to wait for the backup's last WAL segment to be archived")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.DurationVar(&grace, "incomplete-grace", scheduler.DefaultIncompleteGrace, "first delete backups without a manifest that wrote nothing for this long")
 	cmd.AddCommand(backupListCmd(c), backupShowCmd(c), backupDeleteCmd(c))
 	return cmd
+}
+
+// cleanLeftovers deletes the leftovers of incomplete backups; failing to
+// is no reason to skip the backup, so it only warns.
+func cleanLeftovers(ctx context.Context, st storage.Store, grace time.Duration, log *slog.Logger) {
+	gone, err := scheduler.CleanIncomplete(ctx, st, grace, time.Now())
+	for _, b := range gone {
+		log.Warn("deleted the leftovers of an incomplete backup", "id", b.ID, "objects", b.Objects, "last_write", b.LastWrite.Format(time.RFC3339))
+	}
+	if err != nil {
+		log.Warn("could not delete the leftovers of incomplete backups", "err", err)
+	}
 }
 
 // listedBackup is one element of backup list --json: the summary and the

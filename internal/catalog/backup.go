@@ -239,3 +239,56 @@ func DeleteBackup(ctx context.Context, st storage.Store, id string) error {
 	// The claim goes last: until then the leftovers are listed as incomplete.
 	return st.Delete(ctx, StartedKey(id))
 }
+
+// IncompleteBackup is a backup without a manifest: still running, or
+// killed or failed and waiting for cleanup.
+type IncompleteBackup struct {
+	ID        string    `json:"id"`
+	Started   time.Time `json:"started,omitempty"` // when the store wrote started.json (its clock)
+	LastWrite time.Time `json:"last_write"`        // newest object of the backup
+	Objects   int       `json:"objects"`
+	Size      int64     `json:"size"` // stored bytes
+}
+
+// ListIncomplete returns the backups without a manifest, with the time of
+// their newest object: a running backup keeps writing, so that time (not
+// the start) tells a live backup from leftovers.
+func ListIncomplete(ctx context.Context, st storage.Store) ([]IncompleteBackup, error) {
+	objs, err := st.List(ctx, BackupPrefix)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*IncompleteBackup{}
+	complete := map[string]bool{}
+	var ids []string
+	for _, o := range objs {
+		id, rest, ok := strings.Cut(strings.TrimPrefix(o.Key, BackupPrefix), "/")
+		if !ok || !validID(id) {
+			continue
+		}
+		b := byID[id]
+		if b == nil {
+			b = &IncompleteBackup{ID: id}
+			byID[id] = b
+			ids = append(ids, id)
+		}
+		switch rest {
+		case "manifest.json":
+			complete[id] = true
+		case "started.json":
+			b.Started = o.ModTime.UTC()
+		}
+		b.Objects++
+		b.Size += o.Size
+		if o.ModTime.After(b.LastWrite) {
+			b.LastWrite = o.ModTime.UTC()
+		}
+	}
+	var out []IncompleteBackup
+	for _, id := range ids {
+		if !complete[id] {
+			out = append(out, *byID[id])
+		}
+	}
+	return out, nil
+}

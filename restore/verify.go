@@ -1,0 +1,691 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/storage"
+)
+
+// Kinds of problems verify reports.
+const (
+	ProblemMissingObject = "missing object"
+	ProblemCorruptObject = "corrupt object"
+	ProblemFileMismatch  = "file checksum mismatch"
+	ProblemManifest      = "bad manifest"
+	ProblemMissingWAL    = "missing WAL segment"
+	ProblemWALGap        = "WAL gap"
+)
+
+// Problem is one thing that keeps a backup from restoring, named by the
+// object key, file path or WAL segment it is about.
+type Problem struct {
+	Backup string `json:"backup"`
+	Kind   string `json:"kind"`
+	Name   string `json:"name"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func (p Problem) String() string {
+	s := fmt.Sprintf("backup %s: %s: %s", p.Backup, p.Kind, p.Name)
+	if p.Detail != "" {
+		s += ": " + p.Detail
+	}
+	return s
+}
+
+// VerifyOptions says which backups to verify and how far.
+type VerifyOptions struct {
+	Backup   string        // an ID or "latest"; empty: every complete backup
+	ToLatest bool          // check WAL up to the newest archived segment, not only to the backup's stop
+	Jobs     int           // objects downloaded at once
+	Budget   time.Duration // how long to retry downloads that break off midway
+	Log      *slog.Logger
+}
+
+// BackupCheck is what verify found for one backup.
+type BackupCheck struct {
+	ID       string    `json:"id"`
+	Objects  int       `json:"objects"`
+	Files    int       `json:"files"`    // regular files whose bytes were checked
+	Bytes    int64     `json:"bytes"`    // decoded bytes read
+	WALFrom  string    `json:"wal_from"` // first segment required
+	WALTo    string    `json:"wal_to"`   // last segment required
+	Segments int       `json:"segments"` // segments required (and present unless reported)
+	Problems []Problem `json:"problems"`
+}
+
+// VerifyReport is the outcome of Verify; OK when no backup has a problem.
+type VerifyReport struct {
+	Backups []BackupCheck `json:"backups"`
+	OK      bool          `json:"ok"`
+}
+
+// Verify downloads every object of the chosen backups and checks it against
+// the manifest, re-assembles every file's checksum from its parts, and
+// checks that the WAL the backup needs is archived without a gap. Problems
+// found are reported, not returned as errors; an error means verify itself
+// could not run (store down, unknown backup).
+func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyOptions) (*VerifyReport, error) {
+	if o.Jobs < 1 {
+		o.Jobs = 1
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	list, _, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("listing backups in %s: %w", st, err)
+	}
+	chosen, err := chooseToVerify(list, o.Backup)
+	if err != nil {
+		return nil, err
+	}
+	if len(chosen) == 0 {
+		// Nothing verified is not "all is well".
+		return nil, fmt.Errorf("no complete backup in %s to verify: see walship backup list", st)
+	}
+	rep := &VerifyReport{Backups: []BackupCheck{}, OK: true}
+	present, err := listSegments(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range chosen {
+		m, err := catalog.LoadManifest(ctx, st, b.ID)
+		if err != nil {
+			return nil, err
+		}
+		if m.Encryption != "" && len(dec.Identities) == 0 {
+			return nil, fmt.Errorf("backup %s is encrypted (%s): %w", m.ID, m.Encryption, codec.ErrNoKey)
+		}
+		arch, err := catalog.LoadArchive(ctx, st, dec, m.WALSegmentSize)
+		if err != nil {
+			return nil, err
+		}
+		o.Log.Info("verifying", "backup", m.ID, "objects", len(m.Objects), "files", len(m.Files))
+		c, err := verifyData(ctx, st, dec, m, o.Jobs, o.Budget, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		c.WALFrom, c.WALTo, c.Segments, c.Problems = verifyWAL(m.BackupSummary, arch, present, o.ToLatest, c.Problems)
+		if len(c.Problems) > 0 {
+			rep.OK = false
+		} else {
+			c.Problems = []Problem{}
+		}
+		rep.Backups = append(rep.Backups, *c)
+	}
+	return rep, nil
+}
+
+// chooseToVerify picks one backup by ID, the newest ("latest", by stop
+// time), or all of them.
+func chooseToVerify(list []catalog.BackupSummary, id string) ([]catalog.BackupSummary, error) {
+	switch id {
+	case "":
+		return list, nil
+	case "latest":
+		if len(list) == 0 {
+			return nil, nil
+		}
+		newest := list[0]
+		for _, b := range list[1:] {
+			if b.StopTime.After(newest.StopTime) {
+				newest = b
+			}
+		}
+		return []catalog.BackupSummary{newest}, nil
+	}
+	for _, b := range list {
+		if b.ID == id {
+			return []catalog.BackupSummary{b}, nil
+		}
+	}
+	return nil, fmt.Errorf("no complete backup %s: see walship backup list", id)
+}
+
+// listSegments lists the archived WAL segments: timeline -> segment number.
+func listSegments(ctx context.Context, st storage.Store) (map[uint32]map[uint64]bool, error) {
+	objs, err := st.List(ctx, catalog.WALPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing the archived WAL: %w", err)
+	}
+	out := map[uint32]map[uint64]bool{}
+	for _, o := range objs {
+		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+		if pg.KindOf(name) != pg.KindSegment {
+			continue
+		}
+		s, _ := pg.ParseSegmentName(name)
+		if out[s.Timeline] == nil {
+			out[s.Timeline] = map[uint64]bool{}
+		}
+		out[s.Timeline][segNo(s)] = true
+	}
+	return out, nil
+}
+
+// segNo numbers segments independently of their size: log id and index.
+func segNo(s pg.Segment) uint64 { return uint64(s.LogID)<<32 | uint64(s.Seg) }
+
+// segRange is a run of segments one timeline must provide.
+type segRange struct {
+	tli         uint32
+	first, last pg.Segment // inclusive; empty when last is before first
+}
+
+// verifyWAL checks that every segment from the backup's start to its stop
+// (or, with toLatest, to the newest segment archived along the latest
+// timeline descending from the backup) is archived.
+func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, present map[uint32]map[uint64]bool, toLatest bool, problems []Problem) (from, to string, count int, _ []Problem) {
+	ranges, err := walRanges(b, arch, present, toLatest)
+	if err != nil {
+		return "", "", 0, append(problems, Problem{Backup: b.ID, Kind: ProblemManifest, Name: "start/stop WAL", Detail: err.Error()})
+	}
+	for _, r := range ranges {
+		if segNo(r.last) < segNo(r.first) {
+			continue
+		}
+		if from == "" {
+			from = r.first.Name()
+		}
+		to = r.last.Name()
+		var missing []pg.Segment
+		flush := func() {
+			switch len(missing) {
+			case 0:
+				return
+			case 1:
+				problems = append(problems, Problem{Backup: b.ID, Kind: ProblemMissingWAL, Name: missing[0].Name(),
+					Detail: "not in the archive"})
+			default:
+				problems = append(problems, Problem{Backup: b.ID, Kind: ProblemWALGap,
+					Name:   missing[0].Name() + ".." + missing[len(missing)-1].Name(),
+					Detail: fmt.Sprintf("%d segments not in the archive", len(missing))})
+			}
+			missing = nil
+		}
+		for s := r.first; segNo(s) <= segNo(r.last); s = s.Next(arch.SegSize) {
+			count++
+			if !present[r.tli][segNo(s)] {
+				missing = append(missing, s)
+			} else {
+				flush()
+			}
+		}
+		flush()
+	}
+	return from, to, count, problems
+}
+
+// walRanges lists the segments recovery from b reads, per timeline. A
+// switch to a new timeline at LSN X means the new timeline's segments from
+// X's segment on (PostgreSQL reads the newest timeline that has begun).
+func walRanges(b catalog.BackupSummary, arch *catalog.Archive, present map[uint32]map[uint64]bool, toLatest bool) ([]segRange, error) {
+	start, err := pg.ParseSegmentName(b.StartWAL)
+	if err != nil {
+		return nil, err
+	}
+	stop, err := pg.ParseSegmentName(b.StopWAL)
+	if err != nil {
+		return nil, err
+	}
+	if !toLatest {
+		return []segRange{{tli: b.Timeline, first: start, last: stop}}, nil
+	}
+	target := b.Timeline
+	for _, tli := range arch.Timelines() {
+		if _, ok := arch.Reach(b, tli); ok && tli > target {
+			target = tli
+		}
+	}
+	// The path: b's timeline, then each descendant up to target, with the
+	// LSN where each one began.
+	path, begins := []uint32{b.Timeline}, []uint64{0}
+	if target != b.Timeline {
+		hist := arch.History[target]
+		i := 0
+		for i < len(hist) && hist[i].Parent != b.Timeline {
+			i++
+		}
+		for ; i < len(hist); i++ {
+			next := target
+			if i+1 < len(hist) {
+				next = hist[i+1].Parent
+			}
+			path, begins = append(path, next), append(begins, hist[i].Switch)
+		}
+	}
+	var out []segRange
+	for k, tli := range path {
+		first := start
+		if k > 0 {
+			first = pg.SegmentOf(tli, begins[k], arch.SegSize)
+		}
+		var last pg.Segment
+		if k+1 < len(path) {
+			end := pg.SegmentOf(tli, begins[k+1], arch.SegSize)
+			last = prevSegment(end, arch.SegSize)
+		} else {
+			last = newest(tli, present, first, arch.SegSize)
+			if k == 0 && segNo(last) < segNo(stop) {
+				last = stop // the backup's own WAL is needed even when missing
+			}
+		}
+		first.Timeline, last.Timeline = tli, tli
+		out = append(out, segRange{tli: tli, first: first, last: last})
+	}
+	return out, nil
+}
+
+// prevSegment is the segment before s (s itself for the very first one).
+func prevSegment(s pg.Segment, segSize uint32) pg.Segment {
+	switch {
+	case s.Seg > 0:
+		s.Seg--
+	case s.LogID > 0:
+		s.LogID--
+		s.Seg = pg.SegmentsPerLog(segSize) - 1
+	}
+	return s
+}
+
+// newest is the newest archived segment of tli at or after first; when
+// there is none, the segment before first (an empty range).
+func newest(tli uint32, present map[uint32]map[uint64]bool, first pg.Segment, segSize uint32) pg.Segment {
+	best, found := uint64(0), false
+	for n := range present[tli] {
+		if n >= segNo(first) && (!found || n > best) {
+			best, found = n, true
+		}
+	}
+	if !found {
+		return prevSegment(first, segSize)
+	}
+	return pg.Segment{Timeline: tli, LogID: uint32(best >> 32), Seg: uint32(best)}
+}
+
+// verifyData downloads every object of m and checks objects and files.
+// Objects that share a file form a chain (files span consecutive objects)
+// that one worker decodes in order, so each file's checksum is computed
+// while streaming, and whose next objects download meanwhile; chains run
+// in parallel, and downloads take jobs slots in all.
+func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *catalog.Manifest, jobs int, budget time.Duration, log *slog.Logger) (*BackupCheck, error) {
+	c := &BackupCheck{ID: m.ID, Objects: len(m.Objects)}
+	var mu sync.Mutex
+	report := func(p Problem) { c.Problems = append(c.Problems, p) } // before the workers start
+	parts := make([][]target, len(m.Objects))
+	group := newUnion(len(m.Objects))
+	remaining := make([]int, len(m.Files)) // parts of each file still to read
+	for i, f := range m.Files {
+		if f.Type != catalog.TypeFile {
+			continue
+		}
+		c.Files++
+		if err := checkParts(m, f); err != nil {
+			report(Problem{Backup: m.ID, Kind: ProblemManifest, Name: f.Path, Detail: err.Error()})
+			continue
+		}
+		if len(f.Parts) == 0 {
+			if f.Size != 0 || f.Checksum != codec.Checksum(nil) {
+				report(fileMismatch(m.ID, f, 0, codec.Checksum(nil)))
+			}
+			continue
+		}
+		var off int64
+		for _, p := range f.Parts {
+			parts[p.Object] = append(parts[p.Object], target{file: i, part: p, fileOff: off})
+			off += p.Length
+			group.join(f.Parts[0].Object, p.Object)
+		}
+		remaining[i] = len(f.Parts)
+	}
+	var chains [][]int     // in the order of their first objects
+	first := map[int]int{} // root -> index in chains
+	for n := range m.Objects {
+		r := group.root(n)
+		i, ok := first[r]
+		if !ok {
+			i, first[r] = len(chains), len(chains)
+			chains = append(chains, nil)
+		}
+		chains[i] = append(chains[i], n)
+	}
+	var read int64
+	slots := make(chan struct{}, jobs)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, objs := range chains {
+		g.Go(func() error {
+			v := &chainVerifier{m: m, parts: parts, remaining: remaining, log: log, slots: slots}
+			n, err := v.retry(gctx, st, dec, objs, budget)
+			mu.Lock()
+			defer mu.Unlock()
+			read += n
+			c.Problems = append(c.Problems, v.problems...)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	c.Bytes = read
+	sort.SliceStable(c.Problems, func(i, j int) bool { return c.Problems[i].Name < c.Problems[j].Name })
+	return c, ctx.Err()
+}
+
+// checkParts rejects parts that point outside the objects or go backwards,
+// which would make the streamed checksum meaningless.
+func checkParts(m *catalog.Manifest, f catalog.BackupFile) error {
+	var sum int64
+	for i, p := range f.Parts {
+		if p.Object < 0 || p.Object >= len(m.Objects) || p.Offset < 0 || p.Length < 0 || p.Offset+p.Length > m.Objects[p.Object].Size {
+			return fmt.Errorf("part %d points outside the backup's objects", i)
+		}
+		if i > 0 {
+			q := f.Parts[i-1]
+			if p.Object < q.Object || (p.Object == q.Object && p.Offset < q.Offset+q.Length) {
+				return fmt.Errorf("part %d is not after part %d", i, i-1)
+			}
+		}
+		sum += p.Length
+	}
+	if sum != f.Size {
+		return fmt.Errorf("parts hold %d bytes, the file %d", sum, f.Size)
+	}
+	return nil
+}
+
+func fileMismatch(id string, f catalog.BackupFile, n int64, sum string) Problem {
+	return Problem{Backup: id, Kind: ProblemFileMismatch, Name: f.Path,
+		Detail: fmt.Sprintf("its parts hold %d bytes with checksum %s, the manifest says %d bytes with %s", n, sum, f.Size, f.Checksum)}
+}
+
+// union is a union-find over object indexes.
+type union []int
+
+func newUnion(n int) union {
+	u := make(union, n)
+	for i := range u {
+		u[i] = i
+	}
+	return u
+}
+
+func (u union) root(i int) int {
+	for u[i] != i {
+		u[i] = u[u[i]]
+		i = u[i]
+	}
+	return i
+}
+
+func (u union) join(a, b int) { u[u.root(a)] = u.root(b) }
+
+// fileState is the running checksum of a file being read.
+type fileState struct {
+	h      hash.Hash
+	n      int64
+	broken bool // one of its objects failed: its checksum means nothing
+}
+
+// chainVerifier reads the objects of one chain in order.
+type chainVerifier struct {
+	m         *catalog.Manifest
+	parts     [][]target
+	remaining []int // shared, but each file belongs to one chain only
+	log       *slog.Logger
+	slots     chan struct{} // downloads in memory, shared by all chains
+	states    map[int]*fileState
+	problems  []Problem
+}
+
+func (v *chainVerifier) report(p Problem) { v.problems = append(v.problems, p) }
+
+// retry runs the chain again from its first object when a download broke
+// off midway (the checksums of the files it was in cannot be rewound), as
+// long as the first attempt began less than budget ago.
+func (v *chainVerifier) retry(ctx context.Context, st storage.Store, dec *codec.Decoder, objs []int, budget time.Duration) (int64, error) {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		v.reset(objs)
+		n, err := v.run(ctx, st, dec, objs)
+		var src *codec.SourceError
+		if err == nil || !errors.As(err, &src) || ctx.Err() != nil || time.Since(start) > budget {
+			return n, err
+		}
+		v.log.Warn("download interrupted, verifying the objects again", "object", v.m.Objects[objs[0]].Key, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(time.Duration(min(attempt, 10)) * 200 * time.Millisecond):
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+	}
+}
+
+// reset forgets what an attempt found.
+func (v *chainVerifier) reset(objs []int) {
+	v.states, v.problems = map[int]*fileState{}, nil
+	for _, n := range objs {
+		for _, t := range v.parts[n] {
+			v.remaining[t.file] = len(v.m.Files[t.file].Parts)
+		}
+	}
+}
+
+func (v *chainVerifier) run(ctx context.Context, st storage.Store, dec *codec.Decoder, objs []int) (int64, error) {
+	sort.Ints(objs)
+	ahead := v.prefetch(ctx, st, objs)
+	defer ahead.stop()
+	var total int64
+	for i, n := range objs {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		ts := v.parts[n]
+		sort.Slice(ts, func(i, j int) bool { return ts[i].part.Offset < ts[j].part.Offset })
+		w := &hashWriter{v: v, parts: ts}
+		err := v.object(dec, n, ahead.take(i), w)
+		total += w.pos
+		if err != nil {
+			var src *codec.SourceError
+			if errors.As(err, &src) || (!errors.Is(err, storage.ErrNotFound) && !errors.Is(err, codec.ErrCorrupt)) {
+				return total, fmt.Errorf("reading object %s of backup %s: %w", v.m.Objects[n].Key, v.m.ID, err)
+			}
+			// The parts not yet read cannot be checked.
+			for _, t := range ts[w.next:] {
+				v.state(t.file).broken = true
+				v.partDone(t.file)
+			}
+		}
+	}
+	// A file begun but not finished was never compared: say so rather
+	// than pass it silently.
+	for file, s := range v.states {
+		if !s.broken {
+			v.report(fileMismatch(v.m.ID, v.m.Files[file], s.n, "(not read to its end)"))
+		}
+	}
+	return total, nil
+}
+
+// object decodes object n, downloaded as f, through w and reports what is
+// wrong with it; errors it returns are failures of the store, not of the backup.
+func (v *chainVerifier) object(dec *codec.Decoder, n int, f fetched, w *hashWriter) error {
+	obj := v.m.Objects[n]
+	if errors.Is(f.err, storage.ErrNotFound) {
+		v.report(Problem{Backup: v.m.ID, Kind: ProblemMissingObject, Name: obj.Key, Detail: "not in the repository"})
+		return f.err
+	}
+	if f.err != nil {
+		return f.err
+	}
+	h, err := dec.Decode(bytes.NewReader(f.data), w, obj.Key)
+	if err == nil && (h.Size != obj.Size || (obj.Checksum != "" && h.Checksum != obj.Checksum)) {
+		err = fmt.Errorf("%w: object holds %d bytes with checksum %s, the manifest says %d bytes with %s",
+			codec.ErrCorrupt, h.Size, h.Checksum, obj.Size, obj.Checksum)
+	}
+	if errors.Is(err, codec.ErrCorrupt) {
+		v.report(Problem{Backup: v.m.ID, Kind: ProblemCorruptObject, Name: obj.Key, Detail: err.Error()})
+	}
+	return err
+}
+
+// fetched is one downloaded object, as stored.
+type fetched struct {
+	data []byte
+	err  error
+}
+
+// prefetcher downloads a chain's objects ahead of the worker that decodes
+// them in order, so that a long chain (big files span many objects) still
+// downloads jobs objects at once. Each download holds a slot, shared by all
+// chains, from its start until the worker is done with it: at most jobs
+// stored objects are in memory. Slots are taken in the chain's order, so
+// the object a worker waits for always has one.
+type prefetcher struct {
+	slots   chan struct{}
+	results []chan fetched
+	taken   int
+	cancel  context.CancelFunc
+	started chan int // how many downloads the producer started, once it ends
+}
+
+func (v *chainVerifier) prefetch(ctx context.Context, st storage.Store, objs []int) *prefetcher {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetcher{slots: v.slots, results: make([]chan fetched, len(objs)), cancel: cancel, started: make(chan int, 1)}
+	for i := range p.results {
+		p.results[i] = make(chan fetched, 1)
+	}
+	go func() {
+		for i, n := range objs {
+			select {
+			case p.slots <- struct{}{}:
+			case <-ctx.Done():
+				p.started <- i
+				return
+			}
+			go func() { p.results[i] <- download(ctx, st, v.m.Objects[n]) }()
+		}
+		p.started <- len(objs)
+	}()
+	return p
+}
+
+// take waits for the i-th object; the slot of the one before is freed.
+func (p *prefetcher) take(i int) fetched {
+	if p.taken > 0 {
+		<-p.slots
+	}
+	p.taken = i + 1
+	return <-p.results[i]
+}
+
+// stop cancels the downloads not taken and frees every slot held.
+func (p *prefetcher) stop() {
+	p.cancel()
+	started := <-p.started
+	for i := p.taken; i < started; i++ {
+		<-p.results[i]
+	}
+	for range started - p.taken + min(p.taken, 1) { // the last one taken holds its slot still
+		<-p.slots
+	}
+}
+
+// download reads a stored object into memory, bounded by the size the
+// manifest records (plus slack: a bigger object fails to decode anyway).
+// A read that breaks off is a SourceError, which a retry may cure.
+func download(ctx context.Context, st storage.Store, obj catalog.BackupObject) fetched {
+	rc, err := st.Get(ctx, obj.Key)
+	if err != nil {
+		return fetched{err: err}
+	}
+	defer rc.Close()
+	limit := obj.StoredSize + 1<<20
+	if obj.StoredSize <= 0 {
+		limit = 64 << 20
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, limit))
+	if err != nil {
+		return fetched{err: &codec.SourceError{Err: err}}
+	}
+	return fetched{data: data}
+}
+
+func (v *chainVerifier) state(file int) *fileState {
+	s := v.states[file]
+	if s == nil {
+		s = &fileState{h: codec.NewChecksum()}
+		v.states[file] = s
+	}
+	return s
+}
+
+// partDone counts one part of file as read and checks the file after its last.
+func (v *chainVerifier) partDone(file int) {
+	v.remaining[file]--
+	if v.remaining[file] > 0 {
+		return
+	}
+	s, f := v.state(file), v.m.Files[file]
+	delete(v.states, file)
+	if s.broken {
+		return // the object's problem is reported; the file's bytes were not all there
+	}
+	if sum := codec.ChecksumOf(s.h); s.n != f.Size || sum != f.Checksum {
+		v.report(fileMismatch(v.m.ID, f, s.n, sum))
+	}
+}
+
+// hashWriter receives an object's decoded bytes and feeds each part's run
+// to its file's checksum; bytes of no part (vanished files) are skipped.
+type hashWriter struct {
+	v     *chainVerifier
+	parts []target // by offset
+	pos   int64
+	next  int
+}
+
+func (w *hashWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 && w.next < len(w.parts) {
+		t := w.parts[w.next]
+		end := t.part.Offset + t.part.Length
+		if w.pos < t.part.Offset {
+			skip := min(int64(len(p)), t.part.Offset-w.pos)
+			p, w.pos = p[skip:], w.pos+skip
+			continue
+		}
+		n := min(int64(len(p)), end-w.pos)
+		s := w.v.state(t.file)
+		s.h.Write(p[:n])
+		s.n += n
+		p, w.pos = p[n:], w.pos+n
+		if w.pos == end {
+			w.next++
+			w.v.partDone(t.file)
+		}
+	}
+	// Empty parts at the end are done once the object is read to them.
+	for w.next < len(w.parts) && w.parts[w.next].part.Length == 0 && w.parts[w.next].part.Offset <= w.pos {
+		w.v.partDone(w.parts[w.next].file)
+		w.next++
+	}
+	w.pos += int64(len(p))
+	return total, nil
+}
