@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -275,7 +276,7 @@ func checkObjectsMatchManifest(t *testing.T, m *harness.MinIO, bucket, prefix st
 // writes and switches WAL (the primary archives; the WAL gate waits for the
 // primary's copy of the segment that ends the backup), then restores the
 // backup into a new directory: the restored server holds exactly the
-// primary's rows. pg_control, whose minimum recovery point marks where a
+// primary's rows (pg_dumpall's outputs are equal) and amcheck passes. pg_control, whose minimum recovery point marks where a
 // standby's copy is consistent, is the last file the backup read.
 func TestBackupFromStandby(t *testing.T) {
 	const bucket, prefix = "standby", "db"
@@ -355,6 +356,7 @@ func TestBackupFromStandby(t *testing.T) {
 
 	want := primary.Psql("SELECT count(*) FROM t")
 	primary.WaitArchived(t, primary.SwitchWal(), 2*time.Minute)
+	wantDump := dumpAll(t, primary)
 	standby.Stop()
 	primary.Stop()
 
@@ -370,9 +372,29 @@ func TestBackupFromStandby(t *testing.T) {
 	if got := restored.Psql("SELECT count(*) FROM t WHERE h = 'during'"); got == "0" {
 		t.Error("none of the rows written during the backup came back")
 	}
+	if got := dumpAll(t, restored); got != wantDump {
+		t.Errorf("pg_dumpall of the restored server differs from the primary's (%d and %d bytes)", len(got), len(wantDump))
+	}
 	// amcheck: the index and the table agree, entry for entry.
 	if out, err := restored.TryPsql("SELECT bt_index_check('t_i', true)"); err != nil {
 		t.Errorf("amcheck on the restored server: %v %s", err, out)
 	}
 	t.Logf("backup of the standby %s (%d files, stop %s in %s); restored %s rows", sum.ID, sum.FileCount, sum.StopLSN, sum.StopWAL, want)
 }
+
+// dumpAll is pg_dumpall's output for srv: every role, database, table and row.
+func dumpAll(t *testing.T, srv *harness.Postgres) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(harness.PGBinDir(t), "pg_dumpall"), "--dbname", srv.ConnString())
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "PGSSLMODE=disable"}
+	harness.AsServerUser(t, cmd)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pg_dumpall on %s: %v", srv.DataDir, err)
+	}
+	// pg_dump 15.14+ brackets each database with a random \restrict key.
+	return restrictKey.ReplaceAllString(string(out), `\${1}restrict KEY`)
+}
+
+var restrictKey = regexp.MustCompile(`(?m)^\\(un)?restrict \S+$`)
