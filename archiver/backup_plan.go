@@ -137,7 +137,7 @@ func scanDataDir(pgdata string) ([]catalog.BackupFile, error) {
 		files = append(files, catalog.BackupFile{Path: "pg_wal", Type: catalog.TypeDir, Mode: 0o700, MTime: fi.ModTime().UTC()},
 			catalog.BackupFile{Path: "pg_wal/archive_status", Type: catalog.TypeDir, Mode: 0o700, MTime: fi.ModTime().UTC()})
 	}
-	return files, nil
+	return withoutUnloggedForks(files), nil
 }
 
 // tablespaceOID recognises pg_tblspc/<oid>.
@@ -177,4 +177,48 @@ func planObjects(files []catalog.BackupFile, objSize int64) []int64 {
 		}
 	}
 	return sizes
+}
+
+// withoutUnloggedForks drops the files of unlogged relations except their
+// init fork, as pg_basebackup does: at the end of recovery PostgreSQL resets
+// every unlogged relation from its init fork, so the rest is never used.
+func withoutUnloggedForks(files []catalog.BackupFile) []catalog.BackupFile {
+	unlogged := map[string]bool{}
+	for _, f := range files {
+		if rel, fork, ok := relationFile(f); ok && fork == "_init" {
+			unlogged[rel] = true
+		}
+	}
+	if len(unlogged) == 0 {
+		return files
+	}
+	kept := files[:0]
+	for _, f := range files {
+		if rel, fork, ok := relationFile(f); ok && unlogged[rel] && fork != "_init" {
+			continue
+		}
+		kept = append(kept, f)
+	}
+	return kept
+}
+
+// relationFile splits a relation's data file path like base/5/16384_fsm.2
+// into the relation (base/5/16384) and its fork ("_fsm"; "" for the main
+// fork); ok is false for any other file.
+func relationFile(f catalog.BackupFile) (rel, fork string, ok bool) {
+	if f.Type != catalog.TypeFile {
+		return "", "", false
+	}
+	dir, name := path.Split(f.Path)
+	if i := strings.IndexByte(name, '.'); i >= 0 {
+		name = name[:i] // segment number
+	}
+	node, fork, _ := strings.Cut(name, "_")
+	if node == "" || strings.Trim(node, "0123456789") != "" {
+		return "", "", false
+	}
+	if fork != "" {
+		fork = "_" + fork
+	}
+	return dir + node, fork, true
 }

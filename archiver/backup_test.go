@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -301,5 +302,29 @@ func TestReportProgressEndsWithFinalCount(t *testing.T) {
 	stop()
 	if calls == 0 || last != [2]int64{42, 100} {
 		t.Errorf("progress: %d calls, last %v", calls, last)
+	}
+}
+
+// Unlogged relations keep only their init fork, in the main data directory
+// and in tablespaces; logged relations and other files are untouched.
+func TestUnloggedRelationsKeepOnlyTheirInitFork(t *testing.T) {
+	var files []catalog.BackupFile
+	for _, p := range []string{
+		"base/5/16384", "base/5/16384.1", "base/5/16384_fsm", "base/5/16384_vm", "base/5/16384_init",
+		"base/5/16390", "base/5/16390_fsm", "base/5/PG_VERSION", "base/5/pg_filenode.map",
+		"pg_tblspc/16400/PG_15_202209061/5/16401", "pg_tblspc/16400/PG_15_202209061/5/16401_init",
+		"base/6/16384", // the same number in another database is another relation
+	} {
+		files = append(files, catalog.BackupFile{Path: p, Type: catalog.TypeFile})
+	}
+	files = append(files, catalog.BackupFile{Path: "base/5", Type: catalog.TypeDir})
+	var got []string
+	for _, f := range withoutUnloggedForks(files) {
+		got = append(got, f.Path)
+	}
+	want := []string{"base/5/16384_init", "base/5/16390", "base/5/16390_fsm", "base/5/PG_VERSION", "base/5/pg_filenode.map",
+		"pg_tblspc/16400/PG_15_202209061/5/16401_init", "base/6/16384", "base/5"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("kept %v\nwant %v", got, want)
 	}
 }

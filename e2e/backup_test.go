@@ -43,8 +43,10 @@ func TestBackupToMinIO(t *testing.T) {
 		"CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 200000) g",
 		"CREATE TABLESPACE ts LOCATION '"+tsDir+"'",
 		"CREATE TABLE t2 TABLESPACE ts AS SELECT g FROM generate_series(1, 50000) g",
+		"CREATE UNLOGGED TABLE u AS SELECT g FROM generate_series(1, 50000) g",
 		"CHECKPOINT",
 	)
+	unloggedFile := srv.Psql("SELECT pg_relation_filepath('u')")
 	env := append(m.Env(bucket, prefix),
 		"PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User,
 		"PGDATABASE=postgres", "PGDATA="+srv.DataDir)
@@ -85,6 +87,15 @@ func TestBackupToMinIO(t *testing.T) {
 		t.Errorf("stop segment %s is not in the bucket", man.StopWAL)
 	}
 	checkManifestCoversDataDir(t, srv.DataDir, &man, start)
+	// An unlogged table: its init fork only (recovery rebuilds the rest).
+	inManifest := map[string]bool{}
+	for _, f := range man.Files {
+		inManifest[f.Path] = true
+	}
+	if !inManifest[unloggedFile+"_init"] || inManifest[unloggedFile] || inManifest[unloggedFile+"_fsm"] {
+		t.Errorf("unlogged table %s: init fork in the manifest %v, main fork %v, free space map %v (want only the init fork)",
+			unloggedFile, inManifest[unloggedFile+"_init"], inManifest[unloggedFile], inManifest[unloggedFile+"_fsm"])
+	}
 	checkObjectsMatchManifest(t, m, bucket, prefix, &man)
 
 	// Break archiving: the next backup waits in pg_backup_stop; kill it there.
@@ -170,6 +181,11 @@ func checkManifestCoversDataDir(t *testing.T, pgdata string, man *catalog.Manife
 		switch rel {
 		case "postmaster.pid", "postmaster.opts", "backup_label", "tablespace_map":
 			return true
+		}
+		if node, fork, _ := strings.Cut(strings.SplitN(base, ".", 2)[0], "_"); fork != "init" && node != "" && strings.Trim(node, "0123456789") == "" {
+			if _, err := os.Stat(filepath.Join(pgdata, filepath.Dir(rel), node+"_init")); err == nil {
+				return true // a fork of an unlogged relation: only its init fork is kept
+			}
 		}
 		return strings.HasPrefix(base, "pgsql_tmp") || base == "pg_internal.init"
 	}
@@ -285,7 +301,8 @@ func TestBackupFromStandby(t *testing.T) {
 	env := m.Env(bucket, prefix)
 	primary := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
 	primary.ExecAll("CREATE TABLE t AS SELECT g AS i, md5(g::text) AS h FROM generate_series(1, 100000) g",
-		"CREATE INDEX t_i ON t (i)", "CREATE EXTENSION amcheck", "CHECKPOINT")
+		"CREATE INDEX t_i ON t (i)", "CREATE EXTENSION amcheck",
+		"CREATE UNLOGGED TABLE u AS SELECT g FROM generate_series(1, 1000) g", "CHECKPOINT")
 	primary.WaitArchived(t, primary.SwitchWal(), 2*time.Minute)
 
 	standby := harness.NewPostgresFromDir(t, primary.BaseBackup(t), harness.PGOptions{
@@ -375,6 +392,10 @@ func TestBackupFromStandby(t *testing.T) {
 	if got := dumpAll(t, restored); got != wantDump {
 		t.Errorf("pg_dumpall of the restored server differs from the primary's (%d and %d bytes)", len(got), len(wantDump))
 	}
+	// An unlogged table comes back empty and usable, as after a crash.
+	if got := restored.Psql("INSERT INTO u VALUES (1); SELECT count(*) FROM u"); !strings.HasSuffix(got, "1") {
+		t.Errorf("unlogged table after the restore: %q, want it empty before one insert", got)
+	}
 	// amcheck: the index and the table agree, entry for entry.
 	if out, err := restored.TryPsql("SELECT bt_index_check('t_i', true)"); err != nil {
 		t.Errorf("amcheck on the restored server: %v %s", err, out)
@@ -382,10 +403,11 @@ func TestBackupFromStandby(t *testing.T) {
 	t.Logf("backup of the standby %s (%d files, stop %s in %s); restored %s rows", sum.ID, sum.FileCount, sum.StopLSN, sum.StopWAL, want)
 }
 
-// dumpAll is pg_dumpall's output for srv: every role, database, table and row.
+// dumpAll is pg_dumpall's output for srv: every role, database, table and
+// row, except the rows of unlogged tables (a restore empties them).
 func dumpAll(t *testing.T, srv *harness.Postgres) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(harness.PGBinDir(t), "pg_dumpall"), "--dbname", srv.ConnString())
+	cmd := exec.Command(filepath.Join(harness.PGBinDir(t), "pg_dumpall"), "--no-unlogged-table-data", "--dbname", srv.ConnString())
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "PGSSLMODE=disable"}
 	harness.AsServerUser(t, cmd)
