@@ -47,9 +47,7 @@ func TestBackupToMinIO(t *testing.T) {
 		"CHECKPOINT",
 	)
 	unloggedFile := srv.Psql("SELECT pg_relation_filepath('u')")
-	env := append(m.Env(bucket, prefix),
-		"PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User,
-		"PGDATABASE=postgres", "PGDATA="+srv.DataDir)
+	env := append(srv.Env(), m.Env(bucket, prefix)...)
 	walship := func(args ...string) result {
 		t.Helper()
 		r := runWalship(t, srv.DataDir, env, args...)
@@ -341,9 +339,7 @@ func TestBackupFromStandby(t *testing.T) {
 			primary.TryPsql(fmt.Sprintf("INSERT INTO t SELECT 1000000 + %d * 100 + g, 'during' FROM generate_series(1, 100) g; SELECT pg_switch_wal()", n))
 		}
 	}()
-	senv := append(append([]string{}, env...), "PGHOST="+standby.SocketDir, "PGPORT="+strconv.Itoa(standby.Port),
-		"PGUSER="+standby.User, "PGDATABASE=postgres", "PGDATA="+standby.DataDir)
-	r := runWalship(t, standby.DataDir, senv, "backup", "--jobs", "2", "--wal-timeout", "2m", "--json")
+	r := runWalship(t, standby.DataDir, append(standby.Env(), env...), "backup", "--jobs", "2", "--wal-timeout", "2m", "--json")
 	close(stop)
 	<-writerDone
 	if r.code != 0 {

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os/exec"
@@ -90,4 +91,17 @@ func rawObject(t *testing.T, m *harness.MinIO, bucket, key string) (data []byte,
 		t.Fatalf("read %s: %v", key, err)
 	}
 	return raw, true
+}
+
+// backupOf runs `walship backup --fast-checkpoint --json` of srv (libpq's
+// variables from srv.Env, the repository's settings in env, more flags in
+// args) and returns the backup's summary; a failed backup fails the test.
+func backupOf(t *testing.T, srv *harness.Postgres, env []string, args ...string) catalog.BackupSummary {
+	t.Helper()
+	r := runWalship(t, srv.DataDir, append(srv.Env(), env...), append([]string{"backup", "--fast-checkpoint", "--json"}, args...)...)
+	var sum catalog.BackupSummary
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil {
+		t.Fatalf("backup of %s: exit %d\n%s%s", srv.DataDir, r.code, r.stdout, r.stderr)
+	}
+	return sum
 }

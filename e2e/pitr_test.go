@@ -55,13 +55,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 	pause := func() { time.Sleep(1100 * time.Millisecond) }
 
 	batch(1) // in the backup: 100 rows
-	walEnv := append(env, "PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User,
-		"PGDATABASE=postgres", "PGDATA="+srv.DataDir)
-	r := runWalship(t, srv.DataDir, walEnv, "backup", "--fast-checkpoint", "--jobs", "2", "--json")
-	var sum catalog.BackupSummary
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil {
-		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	sum := backupOf(t, srv, env, "--jobs", "2")
 	if sum.Encryption != "age" {
 		t.Fatalf("backup not encrypted: %+v", sum)
 	}
@@ -87,7 +81,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 		sum.ID, sum.StopTime.Format(time.RFC3339Nano), sum.StopLSN, afterBatch2, lsnAfter3, xid4, last)
 
 	// backup list shows the window of timeline 1, from the backup to the last segment.
-	r = runWalship(t, "/", env, "backup", "list")
+	r := runWalship(t, "/", env, "backup", "list")
 	if r.code != 0 || !strings.Contains(r.stdout, "recoverable window") || !strings.Contains(r.stdout, last) {
 		t.Errorf("backup list does not show the window up to %s:\n%s%s", last, r.stdout, r.stderr)
 	}

@@ -41,17 +41,12 @@ func TestRestoreRefusesAndFailsCleanly(t *testing.T) {
 	srv := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
 	// About 120 MB: enough to tell streaming from holding the backup in memory.
 	srv.ExecAll("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 1500000) g")
-	walEnv := append(env, "PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User, "PGDATABASE=postgres")
-	r := runWalship(t, srv.DataDir, walEnv, "backup", "--pgdata", srv.DataDir, "--fast-checkpoint", "--json")
-	var sum catalog.BackupSummary
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil {
-		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	sum := backupOf(t, srv, env)
 	srv.Psql("INSERT INTO t SELECT g, 'after' FROM generate_series(1, 1000) g")
 	last := srv.SwitchWal()
 	srv.WaitArchived(t, last, time.Minute)
 	// --delete-existing never replaces the directory of a running server.
-	r = runWalship(t, "/", env, "restore", "--pgdata", srv.DataDir, "--delete-existing")
+	r := runWalship(t, "/", env, "restore", "--pgdata", srv.DataDir, "--delete-existing")
 	if r.code == 0 || !strings.Contains(r.stderr, "belongs to a running PostgreSQL server") {
 		t.Errorf("restore over a running server's directory: exit %d, %s", r.code, r.stderr)
 	}
@@ -314,10 +309,7 @@ func TestRestoreFollowsTimelines(t *testing.T) {
 	env := m.Env(bucket, prefix)
 	srv := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
 	srv.ExecAll("CREATE TABLE t (i int)", "INSERT INTO t SELECT generate_series(1, 100)")
-	walEnv := append(env, "PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User, "PGDATABASE=postgres")
-	if r := runWalship(t, srv.DataDir, walEnv, "backup", "--pgdata", srv.DataDir, "--fast-checkpoint"); r.code != 0 {
-		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	backupOf(t, srv, env)
 	srv.Psql("INSERT INTO t SELECT generate_series(101, 1000)")
 	srv.WaitArchived(t, srv.SwitchWal(), time.Minute)
 	srv.Stop()

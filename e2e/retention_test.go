@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,13 +57,7 @@ func TestRetention(t *testing.T) {
 	srv.ExecAll("CREATE TABLE t (i int)", "INSERT INTO t SELECT generate_series(1, 100)")
 	backup := func(p *harness.Postgres, args ...string) catalog.BackupSummary {
 		t.Helper()
-		penv := append(env, "PGHOST="+p.SocketDir, "PGPORT="+strconv.Itoa(p.Port), "PGUSER="+p.User, "PGDATABASE=postgres")
-		r := runWalship(t, p.DataDir, penv, append([]string{"backup", "--pgdata", p.DataDir, "--fast-checkpoint", "--json"}, args...)...)
-		var sum catalog.BackupSummary
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil {
-			t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-		}
-		return sum
+		return backupOf(t, p, env, args...)
 	}
 	write := func(p *harness.Postgres, from, to int) {
 		t.Helper()
@@ -288,7 +281,7 @@ func killedBackup(t *testing.T, m *harness.MinIO, bucket, prefix string, p *harn
 	before := m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix)
 	cmd := exec.Command(harness.Walship(t), "backup", "--pgdata", p.DataDir, "--fast-checkpoint", "--jobs", "1")
 	cmd.Dir = p.DataDir
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "PGHOST=" + p.SocketDir, "PGPORT=" + strconv.Itoa(p.Port), "PGUSER=" + p.User, "PGDATABASE=postgres"}, env...)
+	cmd.Env = append(append([]string{"PATH=/usr/bin:/bin"}, p.Env()...), env...)
 	harness.AsServerUser(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,12 +25,7 @@ func TestVerify(t *testing.T) {
 	env := m.Env(bucket, prefix)
 	srv := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
 	srv.ExecAll("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g")
-	walEnv := append(env, "PGHOST="+srv.SocketDir, "PGPORT="+strconv.Itoa(srv.Port), "PGUSER="+srv.User, "PGDATABASE=postgres")
-	r := runWalship(t, srv.DataDir, walEnv, "backup", "--pgdata", srv.DataDir, "--fast-checkpoint", "--json")
-	var sum catalog.BackupSummary
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil {
-		t.Fatalf("backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	sum := backupOf(t, srv, env)
 	srv.Psql("INSERT INTO t SELECT g, 'after' FROM generate_series(1, 1000) g")
 	mid := srv.SwitchWal()
 	srv.Psql("INSERT INTO t SELECT g, 'later' FROM generate_series(1, 1000) g")
@@ -74,7 +68,7 @@ func TestVerify(t *testing.T) {
 	}
 	good("good backup")
 	good("good backup, --backup latest --to-latest", "--backup", "latest", "--to-latest")
-	r = verify("--backup", sum.ID, "--json")
+	r := verify("--backup", sum.ID, "--json")
 	var rep struct {
 		OK      bool `json:"ok"`
 		Backups []struct {
