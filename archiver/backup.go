@@ -17,6 +17,7 @@ import (
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -146,7 +147,7 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		for _, n := range sizes {
 			total += n
 		}
-		stop := reportProgress(func() int64 { return up.done.Load() }, total, o.Progress)
+		stop := progress.Every(up.done.Load, total, o.Progress)
 		defer stop()
 	}
 	if err := up.run(ctx, o.Jobs); err != nil {
@@ -236,27 +237,6 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		return nil, fmt.Errorf("writing the manifest: %w", err)
 	}
 	return &m, nil
-}
-
-// reportProgress calls report every second until stop is called.
-func reportProgress(done func() int64, total int64, report func(done, total int64)) (stop func()) {
-	quit := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				report(done(), total)
-				return
-			case <-t.C:
-				report(done(), total)
-			}
-		}
-	}()
-	return func() { close(quit); <-finished }
 }
 
 var (

@@ -295,16 +295,6 @@ func TestUploadFailureStopsWorkers(t *testing.T) {
 
 type failingPuts struct{ brokenStore }
 
-func TestReportProgressEndsWithFinalCount(t *testing.T) {
-	var last [2]int64
-	calls := 0
-	stop := reportProgress(func() int64 { return 42 }, 100, func(d, tot int64) { last = [2]int64{d, tot}; calls++ })
-	stop()
-	if calls == 0 || last != [2]int64{42, 100} {
-		t.Errorf("progress: %d calls, last %v", calls, last)
-	}
-}
-
 // Unlogged relations keep only their init fork, in the main data directory
 // and in tablespaces; logged relations and other files are untouched.
 func TestUnloggedRelationsKeepOnlyTheirInitFork(t *testing.T) {

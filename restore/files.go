@@ -13,6 +13,7 @@ import (
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -61,7 +62,11 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 	}
 	start := time.Now()
 	if o.Progress != nil {
-		stop := l.reportProgress(o.Progress)
+		var total int64
+		for _, ob := range l.m.Objects {
+			total += ob.Size
+		}
+		stop := progress.Every(l.done.Load, total, o.Progress)
 		defer stop()
 	}
 	if err := l.download(ctx, st, dec, o.Jobs, o.Budget); err != nil {
@@ -78,30 +83,6 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 	}
 	res.Settings = append([][2]string{{"restore_command", o.RestoreCommand}}, o.Target.Settings()...)
 	return l.writeRecoveryFiles(res.Settings)
-}
-
-// reportProgress calls report every second, and once more when stopped.
-func (l *layout) reportProgress(report func(done, total int64)) (stop func()) {
-	var total int64
-	for _, o := range l.m.Objects {
-		total += o.Size
-	}
-	quit, finished := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				report(l.done.Load(), total)
-				return
-			case <-t.C:
-				report(l.done.Load(), total)
-			}
-		}
-	}()
-	return func() { close(quit); <-finished }
 }
 
 // prepareRoot creates dir (0700), or empties it when it exists.
