@@ -93,8 +93,8 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 	if err := checkManifest(m); err != nil {
 		return nil, err
 	}
-	if m.Encryption != "" && len(dec.Identities) == 0 {
-		return nil, fmt.Errorf("backup %s is encrypted (%s): %w", m.ID, m.Encryption, codec.ErrNoKey)
+	if err := checkKey(m, dec); err != nil {
+		return nil, err
 	}
 	arch, err := catalog.LoadArchive(ctx, st, dec, m.WALSegmentSize)
 	if err != nil {
@@ -287,4 +287,13 @@ func planTablespaces(m *catalog.Manifest, relocate map[uint32]string, pgdata str
 		}
 	}
 	return out, nil
+}
+
+// checkKey refuses an encrypted backup up front when no key is configured,
+// instead of on its first object.
+func checkKey(m *catalog.Manifest, dec *codec.Decoder) error {
+	if m.Encryption != "" && len(dec.Identities) == 0 {
+		return fmt.Errorf("backup %s is encrypted (%s): %w", m.ID, m.Encryption, codec.ErrNoKey)
+	}
+	return nil
 }

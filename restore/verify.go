@@ -109,8 +109,8 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 		if err != nil {
 			return nil, err
 		}
-		if m.Encryption != "" && len(dec.Identities) == 0 {
-			return nil, fmt.Errorf("backup %s is encrypted (%s): %w", m.ID, m.Encryption, codec.ErrNoKey)
+		if err := checkKey(m, dec); err != nil {
+			return nil, err
 		}
 		arch, err := catalog.LoadArchive(ctx, st, dec, m.WALSegmentSize)
 		if err != nil {

@@ -121,6 +121,20 @@ func (c *config) encoder() (*codec.Encoder, error) {
 	return &codec.Encoder{Compression: c.compression, Level: c.level, Recipients: rs}, nil
 }
 
+// reader opens the repository and the decoder for what it holds: what
+// every command that reads from the repository starts with.
+func (c *config) reader(ctx context.Context) (storage.Store, *codec.Decoder, error) {
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	dec, err := c.decoder()
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, dec, nil
+}
+
 func (c *config) decoder() (*codec.Decoder, error) {
 	_, ids, err := codec.Keys("", c.keyFile)
 	if err != nil {

@@ -49,11 +49,7 @@ in the environment of the server that recovers.`,
 			if o.Tablespaces, err = parseTablespaces(spaces); err != nil {
 				return err
 			}
-			st, err := c.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			dec, err := c.decoder()
+			st, dec, err := c.reader(cmd.Context())
 			if err != nil {
 				return err
 			}

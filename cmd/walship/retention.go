@@ -65,11 +65,7 @@ recoverable window that remains.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			st, err := c.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			dec, err := c.decoder()
+			st, dec, err := c.reader(cmd.Context())
 			if err != nil {
 				return err
 			}

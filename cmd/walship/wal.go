@@ -106,11 +106,7 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string) 
 		}
 		return nil
 	}
-	st, err := c.openStore(cmd.Context())
-	if err != nil {
-		return err
-	}
-	dec, err := c.decoder()
+	st, dec, err := c.reader(cmd.Context())
 	if err != nil {
 		return err
 	}
