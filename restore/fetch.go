@@ -180,7 +180,9 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 					f.Log.Warn("prefetch failed; the segment will be fetched when asked for", "file", r.name, "err", r.err)
 				}
 			}
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
+			// Only to notice recovery moving on (.last): a finished download
+			// wakes the loop at once, and the spool holds n segments ahead.
 		}
 	}
 }

@@ -23,10 +23,8 @@ func For(dest string) Spool {
 	return Spool(Dir(dest) + "/walship/prefetch")
 }
 
-func (s Spool) path(name string) string { return string(s) + "/" + name }
-
-// Path is where the spooled copy of name lives.
-func (s Spool) Path(name string) string { return s.path(name) }
+// Path is where the spooled copy of name (or a marker file) lives.
+func (s Spool) Path(name string) string { return string(s) + "/" + name }
 
 // Take moves the spooled copy of segment name to dest and reports whether
 // there was one. It first records name as the newest segment recovery asked
@@ -45,7 +43,7 @@ func (s Spool) Take(ctx context.Context, name, dest string) bool {
 	}
 	marker := s.Inflight(name)
 	for {
-		if os.Rename(s.path(name), dest) == nil {
+		if os.Rename(s.Path(name), dest) == nil {
 			return true
 		}
 		if _, err := os.Stat(marker); err != nil || !s.PrefetcherAlive() {
@@ -60,22 +58,22 @@ func (s Spool) Take(ctx context.Context, name, dest string) bool {
 }
 
 // Inflight is the marker file that exists while name is being downloaded.
-func (s Spool) Inflight(name string) string { return s.path(".inflight-" + name) }
+func (s Spool) Inflight(name string) string { return s.Path(".inflight-" + name) }
 
 // MarkLast records the newest segment PostgreSQL asked for.
 func (s Spool) MarkLast(name string) {
 	if os.MkdirAll(string(s), 0o700) != nil {
 		return
 	}
-	tmp := s.path(".last.tmp")
+	tmp := s.Path(".last.tmp")
 	if os.WriteFile(tmp, []byte(name), 0o600) == nil {
-		os.Rename(tmp, s.path(".last"))
+		os.Rename(tmp, s.Path(".last"))
 	}
 }
 
 // LastRequested is the segment MarkLast recorded, or fallback.
 func (s Spool) LastRequested(fallback string) string {
-	b, err := os.ReadFile(s.path(".last"))
+	b, err := os.ReadFile(s.Path(".last"))
 	if err != nil || !IsSegment(string(b)) {
 		return fallback
 	}
@@ -89,7 +87,7 @@ func (s Spool) DropOlder(name string) {
 	ents, _ := os.ReadDir(string(s))
 	for _, e := range ents {
 		if IsSegment(e.Name()) && e.Name()[8:] < name[8:] {
-			os.Remove(s.path(e.Name()))
+			os.Remove(s.Path(e.Name()))
 		}
 	}
 }
@@ -98,7 +96,7 @@ func (s Spool) DropOlder(name string) {
 // lock is an flock: it dies with the process, so a killed prefetcher never
 // blocks the next one.
 func (s Spool) Lock() (unlock func(), ok bool) {
-	f, err := os.OpenFile(s.path(".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(s.Path(".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, false
 	}
@@ -112,7 +110,7 @@ func (s Spool) Lock() (unlock func(), ok bool) {
 // PrefetcherAlive reports whether a prefetcher holds the spool's lock. No
 // lock file means no prefetcher ever ran there.
 func (s Spool) PrefetcherAlive() bool {
-	f, err := os.Open(s.path(".lock"))
+	f, err := os.Open(s.Path(".lock"))
 	if err != nil {
 		return false
 	}
@@ -136,7 +134,7 @@ func bootID() string {
 // SameBoot reports whether the spool was filled since the machine last
 // started (an empty spool counts as current).
 func (s Spool) SameBoot() bool {
-	b, err := os.ReadFile(s.path(".boot"))
+	b, err := os.ReadFile(s.Path(".boot"))
 	if os.IsNotExist(err) {
 		ents, _ := os.ReadDir(string(s))
 		for _, e := range ents {
@@ -150,7 +148,7 @@ func (s Spool) SameBoot() bool {
 }
 
 // MarkBoot records that the spool is being filled during this boot.
-func (s Spool) MarkBoot() { os.WriteFile(s.path(".boot"), []byte(bootID()), 0o600) }
+func (s Spool) MarkBoot() { os.WriteFile(s.Path(".boot"), []byte(bootID()), 0o600) }
 
 // Clear removes every spooled segment and marker except the lock and the
 // last request.
@@ -158,7 +156,7 @@ func (s Spool) Clear() {
 	ents, _ := os.ReadDir(string(s))
 	for _, e := range ents {
 		if e.Name() != ".lock" && e.Name() != ".last" {
-			os.Remove(s.path(e.Name()))
+			os.Remove(s.Path(e.Name()))
 		}
 	}
 }
