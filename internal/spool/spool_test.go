@@ -62,7 +62,9 @@ func TestTakeWaitsForInflightDownload(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		os.WriteFile(sp.Path(name), []byte("segment"), 0o600)
+		// As a download lands: written aside, renamed into place.
+		os.WriteFile(sp.Path(".tmp"), []byte("segment"), 0o600)
+		os.Rename(sp.Path(".tmp"), sp.Path(name))
 		os.Remove(sp.Inflight(name))
 	}()
 	if !sp.Take(context.Background(), name, dest) {
