@@ -325,12 +325,25 @@ func (p *process) signal(sig syscall.Signal) {
 }
 
 // killGroup sends SIGKILL to the whole process group (the server and anything
-// it started, such as a running archive_command) and waits for the leader.
+// it started, such as a running archive_command) and waits until every one
+// of them is gone: a backend that outlives the postmaster by a moment still
+// holds the shared memory, and a restart right away would fail with
+// "pre-existing shared memory block is still in use".
 func (p *process) killGroup() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	pgid := -p.cmd.Process.Pid
+	_ = syscall.Kill(pgid, syscall.SIGKILL)
+	deadline := time.After(30 * time.Second)
 	select {
 	case <-p.done:
-	case <-time.After(30 * time.Second):
+	case <-deadline:
+		return
+	}
+	for syscall.Kill(pgid, 0) == nil {
+		select {
+		case <-deadline:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
