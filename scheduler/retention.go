@@ -57,21 +57,28 @@ func (p Policy) String() string {
 	return fmt.Sprintf("recovery window of %s", FormatWindow(p.Window))
 }
 
-var windowRe = regexp.MustCompile(`^(\d+)([dwh])$`)
+var windowRe = regexp.MustCompile(`^(\d+)([hdwm])$`)
 
-// ParseWindow reads a recovery window: 30d, 2w, 12h, or a Go duration (90m).
+// Month is the length of one month of a recovery window: 31 days, so that
+// "6m" never keeps less than six calendar months.
+const Month = 31 * 24 * time.Hour
+
+// ParseWindow reads a recovery window as a Cluster's retentionPolicy writes
+// it: 30d (days), 4w (weeks), 6m (months of 31 days), or 12h (hours). A Go
+// duration with more than one unit or in seconds (1h30m, 3600s) is read
+// too; a bare number of minutes is not, since "6m" means months.
 func ParseWindow(s string) (time.Duration, error) {
-	if m := windowRe.FindStringSubmatch(strings.TrimSpace(s)); m != nil {
+	s = strings.TrimSpace(s)
+	if m := windowRe.FindStringSubmatch(s); m != nil {
 		n, err := strconv.Atoi(m[1])
 		if err == nil && n > 0 && n < 100000 {
-			unit := map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour, "h": time.Hour}[m[2]]
+			unit := map[string]time.Duration{"h": time.Hour, "d": 24 * time.Hour, "w": 7 * 24 * time.Hour, "m": Month}[m[2]]
 			return time.Duration(n) * unit, nil
 		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return d, nil
 	}
-	return 0, fmt.Errorf("--recovery-window %q: use a positive number of days (30d), weeks (2w) or hours (12h)", s)
+	return 0, fmt.Errorf("recovery window %q: use a positive number of days (30d), weeks (4w), months (6m) or hours (12h)", s)
 }
 
 // FormatWindow prints a window in days when it is whole days.

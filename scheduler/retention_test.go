@@ -321,12 +321,12 @@ func TestBadPolicies(t *testing.T) {
 			t.Errorf("%+v: %v; want %q", c.p, err, c.want)
 		}
 	}
-	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "12h": 12 * time.Hour, "90m": 90 * time.Minute} {
+	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "12h": 12 * time.Hour, "6m": 6 * 31 * 24 * time.Hour, "1h30m": 90 * time.Minute, "3600s": time.Hour} {
 		if got, err := ParseWindow(in); err != nil || got != want {
 			t.Errorf("ParseWindow(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"30x", "", "0d", "-3d", "d", "1.5d"} {
+	for _, in := range []string{"30x", "", "0d", "-3d", "d", "1.5d", "0m", "-1h"} {
 		if _, err := ParseWindow(in); err == nil {
 			t.Errorf("ParseWindow(%q) accepted", in)
 		}

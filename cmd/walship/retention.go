@@ -33,7 +33,7 @@ func retentionCmd(c *config) *cobra.Command {
   --recovery-window D   keep what recovery to any point in [now-D, now] needs:
                         the newest backup that ended at or before now-D, every
                         newer one, and the WAL from that backup's start on
-                        (D: 30d, 2w, 12h, 90m)
+                        (D: 30d days, 4w weeks, 6m months of 31 days, 12h hours)
 
 WAL of later timelines descending from a kept backup's timeline (by the
 history files) is kept from the same segment on. The newest complete backup
@@ -87,7 +87,7 @@ recoverable window that remains.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&window, "recovery-window", "", "keep what recovery to any point in the last D needs (30d, 2w, 12h, 90m)")
+	f.StringVar(&window, "recovery-window", "", "keep what recovery to any point in the last D needs (30d, 4w, 6m = 6×31 days, 12h)")
 	f.IntVar(&p.Keep, "keep", 0, "keep the N newest complete backups")
 	f.DurationVar(&p.IncompleteGrace, "incomplete-grace", scheduler.DefaultIncompleteGrace, "delete backups without a manifest that wrote nothing for this long")
 	f.BoolVar(&dryRun, "dry-run", false, "only show what would be deleted (the default on a terminal)")
