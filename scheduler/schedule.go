@@ -38,9 +38,6 @@ var (
 	plainSec   = regexp.MustCompile(`^[0-5]?[0-9]$`)
 )
 
-// starBit is robfig/cron's mark on a field written as * or ?.
-const starBit = 1 << 63
-
 // ParseSchedule reads a schedule; its errors say how to write it instead.
 func ParseSchedule(text string) (Schedule, error) {
 	s := strings.Join(strings.Fields(text), " ")
@@ -83,7 +80,7 @@ func ParseSchedule(text string) (Schedule, error) {
 		if qs := questionMarks(fields); qs != "" {
 			return bad("? is only allowed for the day of the month or of the week, not the %s; use * there", qs)
 		}
-		if c.Dom&starBit == 0 && c.Dow&starBit == 0 {
+		if n := len(fields); n >= 5 && !anyDay(fields[n-3]) && !anyDay(fields[n-1]) {
 			return bad("sets both a day of the month and a day of the week; cron runs when EITHER matches, which is rarely meant: set one and put * in the other, or use two ScheduledBackups")
 		}
 		if c.Next(time.Now()).IsZero() {
@@ -96,6 +93,9 @@ func ParseSchedule(text string) (Schedule, error) {
 	}
 	return Schedule{text: s, sched: sched}, nil
 }
+
+// anyDay is a day field written as "any day".
+func anyDay(field string) bool { return field == "*" || field == "?" }
 
 // questionMarks names the first field other than the days that is "?".
 func questionMarks(fields []string) string {
