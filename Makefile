@@ -1,7 +1,8 @@
 # walship — see README.md.
 #
 #   make demo    archive WAL from a throwaway PostgreSQL into a file:// repository
-#   make test    install what the tests need (PostgreSQL 15, MinIO), then vet and run every test
+#   make test    install what the tests need (PostgreSQL 15, MinIO, kube-apiserver), then vet and run every test
+#   make generate  regenerate deepcopy, CRDs and RBAC from api/v1 and controllers/ (controller-gen)
 #   make bench   compare walship with other archivers (bench/run.sh)
 
 SHELL := /bin/bash
@@ -15,20 +16,30 @@ TEST_FLAGS  ?=
 TEST_TIMEOUT ?= 25m
 PKGS        ?= ./...
 
-.PHONY: build tools test demo bench fmt vet clean
+.PHONY: build tools generate test demo bench fmt vet clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(WALSHIP) ./cmd/walship
 
-# tools installs PostgreSQL 15 (apt) and builds MinIO (Go module proxy) when missing.
+# tools installs PostgreSQL 15 (apt) and builds MinIO, etcd, kube-apiserver and
+# controller-gen (Go module proxy) when missing.
 tools:
 	bash scripts/install-deps.sh
 	bash scripts/ensure-minio.sh >/dev/null
+	bash scripts/ensure-kube.sh >/dev/null
+	bash scripts/ensure-controller-gen.sh >/dev/null
+
+# generate rewrites api/v1/zz_generated.deepcopy.go, config/crd/bases and
+# config/rbac/role.yaml; a test fails when they are stale.
+generate:
+	bash scripts/generate.sh
 
 test: tools build
 	$(GO) vet $(PKGS)
 	minio="$$(bash scripts/ensure-minio.sh)"; \
-	AWS_EC2_METADATA_DISABLED=true WALSHIP_MINIO="$$minio" \
+	kube="$$(bash scripts/ensure-kube.sh)"; \
+	cg="$$(bash scripts/ensure-controller-gen.sh)"; \
+	AWS_EC2_METADATA_DISABLED=true WALSHIP_MINIO="$$minio" KUBEBUILDER_ASSETS="$$kube" CONTROLLER_GEN="$$cg" \
 		$(GO) test $(PKGS) -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS)
 
 demo: build
