@@ -3,7 +3,8 @@
 #   make demo    archive WAL from a throwaway PostgreSQL into a file:// repository
 #   make test    install what the tests need (PostgreSQL 15, MinIO, kube-apiserver), then vet and run every test
 #   make generate  regenerate deepcopy, CRDs and RBAC from api/v1 and controllers/ (controller-gen)
-#   make bench   compare walship with other archivers (bench/run.sh)
+#   make bench   compare walship with pgBackRest and barman-cloud: WAL archive and restore
+#                (bench/run.sh), then full backup and restore (bench/backup.sh)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -15,6 +16,7 @@ WALSHIP     := $(BIN)/walship
 TEST_FLAGS  ?=
 TEST_TIMEOUT ?= 25m
 PKGS        ?= ./...
+BENCH_PARTS ?= wal backup
 
 .PHONY: build tools generate test demo bench fmt vet clean
 
@@ -46,10 +48,17 @@ demo: build
 	bash scripts/install-deps.sh
 	bash scripts/demo.sh
 
+# BENCH_PARTS: wal (bench/run.sh) and/or backup (bench/backup.sh), run in the order given.
 bench: build
 	bash scripts/install-deps.sh --bench
 	minio="$$(bash scripts/ensure-minio.sh)"; \
-	AWS_EC2_METADATA_DISABLED=true WALSHIP_MINIO="$$minio" bash bench/run.sh
+	for part in $(BENCH_PARTS); do \
+		case $$part in \
+		wal) AWS_EC2_METADATA_DISABLED=true WALSHIP_MINIO="$$minio" bash bench/run.sh ;; \
+		backup) AWS_EC2_METADATA_DISABLED=true WALSHIP_MINIO="$$minio" bash bench/backup.sh ;; \
+		*) echo "make bench: unknown part '$$part' in BENCH_PARTS (wal, backup)" >&2; exit 2 ;; \
+		esac; \
+	done
 
 fmt:
 	gofmt -s -w $$($(GO) list -f '{{.Dir}}' ./...)

@@ -2,7 +2,7 @@
 # Installs the system packages walship's tests need, if they are missing.
 #
 #   scripts/install-deps.sh           PostgreSQL 15 (server, client, contrib) from Debian
-#   scripts/install-deps.sh --bench   also pgBackRest and barman-cli-cloud, for bench/run.sh
+#   scripts/install-deps.sh --bench   also pgBackRest, barman-cli-cloud and zstd, for bench/
 #
 # Idempotent: a second run installs nothing and takes well under a second.
 # Needs root, or sudo for a non-root user. Written for Debian 12 (bookworm).
@@ -66,8 +66,9 @@ if [ "$bench" = true ]; then
 	missing=()
 	command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
 	command -v barman-cloud-wal-archive >/dev/null 2>&1 || missing+=(barman-cli-cloud)
+	command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 	if [ "${#missing[@]}" -eq 0 ]; then
-		say "pgbackrest and barman-cli-cloud present"
+		say "pgbackrest, barman-cli-cloud and zstd present"
 	else
 		say "bench tools missing (${missing[*]}); installing"
 		apt_install "${missing[@]}"

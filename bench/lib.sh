@@ -1,0 +1,88 @@
+# bench/lib.sh — setup shared by bench/run.sh (WAL archive and restore) and
+# bench/backup.sh (base backup and restore): logging, running as postgres,
+# installing the tools, one HTTPS MinIO, CPU pressure. Sourced, not run; the
+# functions use the caller's ROOT, WORK, PGBIN, S3_KEY and S3_SECRET and set
+# CERT, PORT, ENDPOINT and MINIO_PID.
+# shellcheck shell=bash
+
+say() { echo "bench: $*" >&2; }
+die() {
+	say "FAILED: $*"
+	exit 1
+}
+now_us() { echo "${EPOCHREALTIME/./}"; }
+
+# as_pg runs a command as the postgres user, which PostgreSQL and therefore
+# every archive_command and restore_command run as. setpriv execs (no fork),
+# so $! of a background as_pg is the program's own pid.
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- env HOME="$WORK/home" "$@"; }
+
+# ---------------------------------------------------------------- setup
+
+install_deps() {
+	local missing=()
+	command -v pgbackrest >/dev/null || missing+=(pgbackrest)
+	command -v barman-cloud-wal-archive >/dev/null || missing+=(barman-cli-cloud)
+	[ -x /usr/bin/time ] || missing+=(time)
+	command -v openssl >/dev/null || missing+=(openssl)
+	command -v curl >/dev/null || missing+=(curl)
+	[ -x "$PGBIN/pgbench" ] || missing+=(postgresql-15 postgresql-contrib)
+	if [ "${#missing[@]}" -gt 0 ]; then
+		[ "$(id -u)" -eq 0 ] || die "run as root (needs apt-get install ${missing[*]}, and runs PostgreSQL as user postgres)"
+		say "installing ${missing[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+	fi
+	[ "$(id -u)" -eq 0 ] || die "run as root: PostgreSQL and the tools run as user postgres through setpriv"
+	id postgres >/dev/null 2>&1 || die "no 'postgres' user; install postgresql-15"
+}
+
+# ---------------------------------------------------------------- MinIO
+
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 30000))
+		ss -Htln "sport = :$p" | grep -q . || {
+			echo "$p"
+			return
+		}
+	done
+}
+
+start_minio() {
+	local minio
+	minio=$("$ROOT/scripts/ensure-minio.sh")
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+		-addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+		-keyout "$WORK/certs/private.key" -out "$WORK/certs/public.crt" 2>/dev/null
+	chmod 644 "$WORK/certs/public.crt"
+	CERT=$WORK/certs/public.crt
+	PORT=$(free_port)
+	ENDPOINT=https://127.0.0.1:$PORT
+	MINIO_ROOT_USER=$S3_KEY MINIO_ROOT_PASSWORD=$S3_SECRET MINIO_BROWSER=off \
+		"$minio" server "$WORK/minio" --address "127.0.0.1:$PORT" \
+		--console-address "127.0.0.1:$(free_port)" --certs-dir "$WORK/certs" \
+		>"$WORK/logs/minio.log" 2>&1 &
+	MINIO_PID=$!
+	for _ in $(seq 100); do
+		curl -sf --cacert "$CERT" "$ENDPOINT/minio/health/live" && break
+		kill -0 "$MINIO_PID" 2>/dev/null || die "MinIO exited: $(tail -5 "$WORK/logs/minio.log")"
+		sleep 0.2
+	done
+	curl -sf --cacert "$CERT" "$ENDPOINT/minio/health/live" || die "MinIO did not become ready on $ENDPOINT"
+	say "MinIO on $ENDPOINT (HTTPS, self-signed)"
+}
+
+make_bucket() {
+	curl -sSf --cacert "$CERT" --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_KEY:$S3_SECRET" \
+		-X PUT "$ENDPOINT/$1" >/dev/null || die "could not create bucket $1"
+}
+
+# ---------------------------------------------------------------- load
+
+psi_total() { awk -F'total=' '/^some/ {print $2}' /proc/pressure/cpu 2>/dev/null || echo 0; }
+psi_since() { # psi_since "START_US START_TOTAL": percent of wall time some task waited for a CPU
+	local now total
+	now=$(now_us) total=$(psi_total)
+	awk -v a="$1" -v n="$now" -v t="$total" 'BEGIN {split(a, s, " "); if (t == 0) print "?"; else printf "%.0f", 100 * (t - s[2]) / (n - s[1])}'
+}
