@@ -20,8 +20,11 @@ BENCH_PARTS ?= wal backup
 
 .PHONY: build tools generate test demo bench fmt vet clean
 
+# Two binaries: walship, and walship-k8s with the Kubernetes code, which
+# would triple the start-up CPU of every archive_command call (cmd/walship/kube.go).
 build:
 	CGO_ENABLED=0 $(GO) build -o $(WALSHIP) ./cmd/walship
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/walship-k8s ./cmd/walship-k8s
 
 # tools installs PostgreSQL 15 (apt) and builds MinIO, etcd, kube-apiserver and
 # controller-gen (Go module proxy) when missing.
@@ -67,5 +70,5 @@ vet:
 	$(GO) vet $(PKGS)
 
 clean:
-	rm -f $(WALSHIP)
+	rm -f $(WALSHIP) $(BIN)/walship-k8s
 	$(GO) clean -testcache

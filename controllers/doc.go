@@ -1,13 +1,8 @@
-// Package controllers holds the reconcilers that `walship operator` runs.
+// Package controllers holds the reconcilers that `walship operator` runs. They
+// never move data: they create and update Kubernetes objects that tell
+// instance managers what to do, and record what happened.
 //
-// The +kubebuilder:rbac markers of this package are the source of
-// config/rbac/role.yaml (make generate). The ones below are what every
-// reconciler of walship's own resources needs; each reconciler adds the rules
-// of the objects it manages next to its code.
-//
-// +kubebuilder:rbac:groups=postgresql.walship.io,resources=clusters;backups;scheduledbackups,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=postgresql.walship.io,resources=clusters/status;backups/status;scheduledbackups/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=postgresql.walship.io,resources=clusters/finalizers;backups/finalizers;scheduledbackups/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// Each reconciler declares, next to its code, the +kubebuilder:rbac rules of
+// what it reads and writes; they are the source of config/rbac/role.yaml
+// (make generate), so the operator gets no more than its reconcilers use.
 package controllers

@@ -415,3 +415,33 @@ func cleanEnv(extra ...string) []string {
 	}
 	return append(env, extra...)
 }
+
+var (
+	kubeOnce sync.Once
+	kubeErr  error
+)
+
+// WalshipK8s builds ./cmd/walship-k8s next to the Walship binary, where
+// `walship operator` looks for it, and returns the walship binary's path.
+func WalshipK8s(t testing.TB) string {
+	t.Helper()
+	walship := Walship(t)
+	kubeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		out := filepath.Join(filepath.Dir(walship), "walship-k8s")
+		cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", out, "./cmd/walship-k8s")
+		cmd.Dir = ModuleRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		start := time.Now()
+		if b, err := cmd.CombinedOutput(); err != nil {
+			kubeErr = fmt.Errorf("go build ./cmd/walship-k8s: %v\n%s", err, b)
+			return
+		}
+		t.Logf("harness: built %s in %s", out, time.Since(start).Round(time.Millisecond))
+	})
+	if kubeErr != nil {
+		t.Fatalf("harness: %v", kubeErr)
+	}
+	return walship
+}
