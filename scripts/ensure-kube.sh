@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prints the folder holding the Kubernetes control plane the controller and API
 # tests run against: etcd, kube-apiserver, kube-controller-manager and kubectl,
-# built from the Go module proxy when they are not cached under bin/ (about
-# 5-10 minutes on 2 cores, once per version; then a second run takes well under
-# a second).
+# built from the Go module proxy when they are not cached under bin/ (about 25
+# CPU-minutes, 15-45 minutes on 2 cores, once per version; then a second run
+# takes well under a second).
 #
 # Everything but the final path goes to stderr, so callers can do
 #   KUBEBUILDER_ASSETS=$(scripts/ensure-kube.sh)
@@ -61,7 +61,7 @@ export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOWORK=off GOTOOLCHAIN=local
 start=$(date +%s)
 
 # --- etcd -------------------------------------------------------------------
-say "building etcd $ETCD_VER (about 1 minute)"
+say "building etcd $ETCD_VER (a few minutes)"
 mkdir -p "$tmp/etcd-src" "$tmp/out"
 (
 	cd "$tmp/etcd-src"
@@ -76,7 +76,7 @@ MOD
 say "etcd built after $(($(date +%s) - start))s"
 
 # --- kubernetes -------------------------------------------------------------
-say "building kube-apiserver, kube-controller-manager and kubectl $KUBE_VER (about 5-10 minutes)"
+say "building kube-apiserver, kube-controller-manager and kubectl $KUBE_VER (15-45 minutes on 2 cores)"
 mkdir -p "$tmp/kube-src"
 (
 	cd "$tmp/kube-src"

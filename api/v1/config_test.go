@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -137,5 +138,47 @@ func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 			continue
 		}
 		objs = append(objs, o)
+	}
+}
+
+// TestDefaultKustomizationApplies builds config/default with kubectl's
+// kustomize and submits every object to the API server: the namespace for
+// real, the rest as a server-side dry run (schemas, RBAC references,
+// Deployment fields are all checked). The CRDs are installed already.
+func TestDefaultKustomizationApplies(t *testing.T) {
+	kubectl := filepath.Join(env.Assets, "kubectl")
+	out, err := exec.Command(kubectl, "kustomize", filepath.Join(env.Root, "config", "default")).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("kubectl kustomize config/default: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("kubectl kustomize config/default: %v (kubectl is built by make tools)", err)
+	}
+	f := filepath.Join(t.TempDir(), "default.yaml")
+	if err := os.WriteFile(f, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, o := range readObjects(t, f) {
+		kinds[o.GetKind()]++
+		switch o.GetKind() {
+		case "CustomResourceDefinition":
+			continue
+		case "Namespace":
+			if err := env.Client.Create(ctx(t), o); err != nil {
+				t.Fatalf("Namespace %s: %v", o.GetName(), err)
+			}
+		default:
+			if err := env.Client.Create(ctx(t), o, client.DryRunAll); err != nil {
+				t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)
+			}
+		}
+	}
+	for _, k := range []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+		"ClusterRoleBinding", "Role", "RoleBinding", "Deployment"} {
+		if kinds[k] == 0 {
+			t.Errorf("config/default has no %s", k)
+		}
 	}
 }
