@@ -92,7 +92,12 @@ while read -r n <&3; do
 	rm -f pg_wal/RECOVERYXLOG
 done 3<"$names"
 EOF
-	chmod 755 "$WORK/bin/timed" "$WORK/bin/restore-loop"
+	# copy-fetch SRC NAME DEST: the cheapest restore_command there is, a local
+	# copy of the uncompressed segment: the floor of the restore column.
+	printf '#!/bin/sh\nexec cp "$1/$2" "$3"\n' >"$WORK/bin/copy-fetch"
+	# copy-push DIR PATH: the cheapest archive_command, a local copy.
+	printf '#!/bin/sh\nexec cp "$2" "$1/"\n' >"$WORK/bin/copy-push"
+	chmod 755 "$WORK/bin/timed" "$WORK/bin/restore-loop" "$WORK/bin/copy-fetch" "$WORK/bin/copy-push"
 }
 
 cleanup() {
@@ -300,6 +305,7 @@ push_cmd() {
 	pgbackrest) echo "pgbackrest --config=$WORK/env/pgbackrest-sync-$2.conf --stanza=bench archive-push" ;;
 	pgbackrest-async) echo "pgbackrest --config=$WORK/env/pgbackrest-async-$2.conf --stanza=bench archive-push" ;;
 	barman) echo "barman-cloud-wal-archive --gzip --endpoint-url $ENDPOINT s3://barman/$2 bench" ;;
+	copy) echo "$WORK/bin/copy-push $WL_DIR/copy-archive" ;;
 	esac
 }
 
@@ -310,6 +316,7 @@ fetch_cmd() {
 	pgbackrest) echo "pgbackrest --config=$WORK/env/pgbackrest-sync-$2.conf --stanza=bench --pg1-path=$3 archive-get" ;;
 	pgbackrest-async) echo "pgbackrest --config=$WORK/env/pgbackrest-async-$2.conf --stanza=bench --pg1-path=$3 archive-get" ;;
 	barman) echo "barman-cloud-wal-restore --endpoint-url $ENDPOINT s3://barman/$2 bench" ;;
+	copy) echo "$WORK/bin/copy-fetch $PGDATA/pg_wal" ;;
 	esac
 }
 
@@ -348,6 +355,21 @@ stats() {
 		}'
 }
 
+# CPU accounting, in clock ticks: the whole machine's busy time, and one
+# process's own (MinIO's). Per segment, they say where the time goes and
+# what the store itself costs every tool alike.
+TICK_MS=$((1000 / $(getconf CLK_TCK)))
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_start() { CPU0="$(busy_ticks) $(proc_ticks "$MINIO_PID")"; }
+cpu_stop() { # cpu_stop KEY SEGMENTS: R[KEY,cpu] and R[KEY,miniocpu] in ms per segment
+	local b0 m0 b1 m1
+	read -r b0 m0 <<<"$CPU0"
+	b1=$(busy_ticks) m1=$(proc_ticks "$MINIO_PID")
+	R[$1,cpu]=$(awk -v d=$((b1 - b0)) -v n="$2" -v t="$TICK_MS" 'BEGIN {printf "%.0f", d * t / n}')
+	R[$1,miniocpu]=$(awk -v d=$((m1 - m0)) -v n="$2" -v t="$TICK_MS" 'BEGIN {printf "%.0f", d * t / n}')
+}
+
 max_rss_kb() { awk '$5 != "-" && $5 > m {m = $5} END {print m + 0}' "$@"; }
 
 # wait_archived LIST: until PostgreSQL has seen every segment of LIST archived.
@@ -373,13 +395,22 @@ run_archive() {
 	: >"$log"
 	chown postgres: "$log"
 	[[ $tool == walship* ]] && mem=mem
+	if [ "$tool" = copy ]; then
+		rm -rf "$WL_DIR/copy-archive"
+		mkdir -p "$WL_DIR/copy-archive"
+		chown postgres: "$WL_DIR/copy-archive"
+	fi
 	reset_status "$list"
 	set_archive_command "$WORK/bin/timed $mem $log $envf %f $(push_cmd "$tool" "$WL") %p"
 	say "$WL: archiving $n segments with $tool"
 	t0=$(now_us)
+	cpu_start
 	[ "$tool" = walship-agent ] && start_agent "$envf"
 	pg_start
-	if ! wait_archived "$list"; then
+	local archived=0
+	wait_archived "$list" && archived=1
+	cpu_stop "$WL,$tool" "$n"
+	if [ "$archived" = 0 ]; then
 		say "$WL/$tool: not done after $RUN_TIMEOUT s; see $log and $WL_DIR/pg.log"
 		R[$WL,$tool,sps]=timeout
 	else
@@ -393,7 +424,7 @@ run_archive() {
 	R[$WL,$tool,fails]=$(awk '$4 != 0' "$log.backlog" | wc -l)
 	[ "$mem" = mem ] && R[$WL,$tool,pushrss]=$(max_rss_kb "$log")
 	# Size on MinIO's disk against 16 MiB per segment: the compression achieved.
-	R[$WL,$tool,ratio]=$(du -sk "$WORK/minio/$tool/$WL" | awk -v n="$n" '{printf "%.2f", n * 16384 / $1}')
+	[ "$tool" = copy ] || R[$WL,$tool,ratio]=$(du -sk "$WORK/minio/$tool/$WL" | awk -v n="$n" '{printf "%.2f", n * 16384 / $1}')
 	[ "$tool" = walship-agent ] && ping_agent "$envf"
 	pg_stop
 	[ "$tool" = walship-agent ] && stop_agent
@@ -471,9 +502,11 @@ run_restore() {
 		sample_rss "$log.rss" &
 		SAMPLER_PID=$!
 	fi
+	cpu_start
 	# shellcheck disable=SC2046 # fetch_cmd's words are the command line
 	as_pg "$WORK/bin/restore-loop" "$dir" "$list" "$PGDATA/pg_wal" \
 		"$WORK/bin/timed" "$mem" "$log" "$envf" -- $(fetch_cmd "$tool" "$WL" "$dir") || rc=$?
+	cpu_stop "$WL,$tool,fetch" "$(wc -l <"$list")"
 	if [ "$tool" = walship ]; then
 		stop_prefetchers
 		kill "$SAMPLER_PID"
@@ -505,8 +538,8 @@ report_workload() {
 	echo
 	echo "### Workload: $wl ($N segments of 16 MiB, ${R[$wl,first]} .. ${R[$wl,last]})"
 	echo
-	echo "| tool | archive seg/s | archive_command p50 ms | p95 ms | restore ms/segment | restore p95 ms | compression | walship peak RSS MB |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| tool | archive seg/s | archive_command p50 ms | p95 ms | archive CPU ms/seg (all / MinIO) | restore ms/segment | restore p95 ms | restore CPU ms/seg (all / MinIO) | compression | walship peak RSS MB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for t in walship walship-agent pgbackrest pgbackrest-async barman; do
 		has_tool "$t" || continue
 		case $t in
@@ -526,7 +559,7 @@ report_workload() {
 			rss=
 			;;
 		esac
-		echo "| $label | ${R[$wl,$t,sps]:--} | ${R[$wl,$t,p50]:--} | ${R[$wl,$t,p95]:--} | ${R[$wl,$t,fetch]:--} | ${R[$wl,$t,fetch95]:--} | ${R[$wl,$t,ratio]:--}× | ${rss:--} |"
+		echo "| $label | ${R[$wl,$t,sps]:--} | ${R[$wl,$t,p50]:--} | ${R[$wl,$t,p95]:--} | ${R[$wl,$t,cpu]:--} / ${R[$wl,$t,miniocpu]:--} | ${R[$wl,$t,fetch]:--} | ${R[$wl,$t,fetch95]:--} | ${R[$wl,$t,fetch,cpu]:--} / ${R[$wl,$t,fetch,miniocpu]:--} | ${R[$wl,$t,ratio]:--}× | ${rss:--} |"
 	done
 	best=0 bestname=-
 	for t in walship walship-agent; do
@@ -535,6 +568,10 @@ report_workload() {
 	done
 	echo
 	echo "process start floor on this machine (/bin/true through the same shim): p50 ${R[$wl,floor,p50]:--} ms, p95 ${R[$wl,floor,p95]:--} ms"
+	echo
+	echo "archive floor on this machine (cp of each segment to a local folder, through the same shim): ${R[$wl,copy,sps]:--} segments/s, CPU ${R[$wl,copy,cpu]:--} ms per segment"
+	echo
+	echo "restore floor on this machine (cp of the uncompressed segment from a local folder, through the same shim and loop): ${R[$wl,copy,fetch]:--} ms per segment (p95 ${R[$wl,copy,fetch95]:--} ms), CPU ${R[$wl,copy,fetch,cpu]:--} ms per segment"
 	echo
 	echo "walship agent, wal-push of an already shipped segment: p50 ${R[$wl,ping,p50]:--} ms, p95 ${R[$wl,ping,p95]:--} ms (target p95 < 20 ms: $(awk -v p="${R[$wl,ping,p95]:-}" 'BEGIN { if (p == "") print "n/a"; else if (p + 0 < 20) print "met"; else print "MISSED" }'))"
 	echo
@@ -566,7 +603,7 @@ report() {
 		echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}'), $(pgbackrest version), barman-cloud $(barman-cloud-wal-archive --version 2>&1 | awk '{print $2}'), walship $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); one MinIO over HTTPS on loopback."
 		echo "Other load on the machine: load average $LOAD0 when the run started; CPU pressure (PSI some) $(psi_since "$PSI0")% of the run's wall time, this benchmark's own work included."
 		echo
-		echo "Archive: segments / wall time from turning the tool on to PostgreSQL seeing the last segment archived. Restore: mean time of one restore_command call, in WAL order. Compression: 16 MiB per segment / bytes on MinIO's disk."
+		echo "Archive: segments / wall time from turning the tool on to PostgreSQL seeing the last segment archived. Restore: mean time of one restore_command call, in WAL order. Compression: 16 MiB per segment / bytes on MinIO's disk. CPU: busy time of the whole machine (every process, other load included) and of MinIO alone, per segment, during the archive or restore run; with $(nproc) cores no tool can go faster than $(nproc) × 1000 / CPU-per-segment segments per second."
 		for wl in $WORKLOADS; do report_workload "$wl"; done
 	)
 	mkdir -p "$RESULTS"
@@ -599,8 +636,14 @@ main() {
 		for t in walship pgbackrest pgbackrest-async barman; do
 			has_tool "$t" && [ "${R[$WL,$t,sps]:-timeout}" != timeout ] && run_restore "$t"
 		done
+		# The floors: the cheapest archive_command and restore_command there
+		# are, local copies, through the same shim.
+		if has_tool walship; then
+			run_archive copy
+			run_restore copy
+		fi
 		# The next workload needs the disk more than this one's files.
-		[ -n "${BENCH_KEEP:-}" ] || rm -rf "$PGDATA" "$WORK/pgbackrest/spool-"*"-$WL"
+		[ -n "${BENCH_KEEP:-}" ] || rm -rf "$PGDATA" "$WL_DIR/copy-archive" "$WORK/pgbackrest/spool-"*"-$WL"
 	done
 	report
 	say "done in $(($(date +%s) - started)) s"
