@@ -134,7 +134,7 @@ func startOperator(t *testing.T, walship, kubeconfig, ns string) *operator {
 	op.cmd = exec.Command(walship, "operator", "--kubeconfig", kubeconfig, "--leader-elect",
 		"--health-probe-bind-address", op.health, "--metrics-bind-address", op.metrics)
 	// Out of a pod, leader election needs to be told its namespace.
-	op.cmd.Env = append(os.Environ(), "POD_NAMESPACE="+ns)
+	op.cmd.Env = append(os.Environ(), "WALSHIP_OPERATOR_NAMESPACE="+ns)
 	op.cmd.Stdout, op.cmd.Stderr = op.out, op.out
 	if err := op.cmd.Start(); err != nil {
 		t.Fatal(err)

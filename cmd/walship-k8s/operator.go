@@ -35,7 +35,8 @@ ScheduledBackup controller, which creates Backups on schedule.
 
 It reads the cluster's configuration from inside a pod, or from --kubeconfig
 (or $KUBECONFIG). With --leader-elect, only one of several replicas works at a
-time. Metrics are served on --metrics-bind-address (/metrics), health on
+time; outside a pod, $WALSHIP_OPERATOR_NAMESPACE names the namespace of its
+Lease. Metrics are served on --metrics-bind-address (/metrics), health on
 --health-probe-bind-address (/healthz, /readyz).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -62,7 +63,7 @@ time. Metrics are served on --metrics-bind-address (/metrics), health on
 				HealthProbeBindAddress:  probeAddr,
 				LeaderElection:          leaderElect,
 				LeaderElectionID:        "walship-operator.postgresql.walship.io",
-				LeaderElectionNamespace: os.Getenv("POD_NAMESPACE"),
+				LeaderElectionNamespace: os.Getenv("WALSHIP_OPERATOR_NAMESPACE"), // in a pod: its own (the Deployment sets it)
 			}
 			if namespace != "" {
 				opts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{namespace: {}}}

@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,6 +38,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	walshipv1 "github.com/walship/walship/api/v1"
 )
@@ -61,6 +63,9 @@ type Env struct {
 // Start starts etcd and kube-apiserver and installs the CRDs of
 // config/crd/bases. Call Stop when done.
 func Start() (*Env, error) {
+	// envtest logs through controller-runtime's logger; without one it
+	// prints a stack trace saying so. The tests report what matters.
+	ctrllog.SetLogger(logr.Discard())
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
