@@ -78,7 +78,7 @@ func ParseWindow(s string) (time.Duration, error) {
 	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return d, nil
 	}
-	return 0, fmt.Errorf("recovery window %q: use a positive number of days (30d), weeks (4w), months (6m) or hours (12h)", s)
+	return 0, fmt.Errorf("%q: use a positive number of days (30d), weeks (4w), months (6m) or hours (12h)", s)
 }
 
 // FormatWindow prints a window in days when it is whole days.

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/walship/walship/internal/codec"
@@ -19,7 +20,7 @@ const RetentionInterval = time.Hour
 func ClusterPolicy(retentionPolicy string, now time.Time) (Policy, error) {
 	w, err := ParseWindow(retentionPolicy)
 	if err != nil {
-		return Policy{}, err
+		return Policy{}, fmt.Errorf("retentionPolicy %w", err)
 	}
 	return Policy{Window: w, IncompleteGrace: DefaultIncompleteGrace, Now: now}, nil
 }

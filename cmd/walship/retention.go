@@ -51,7 +51,7 @@ recoverable window that remains.`,
 			if window != "" {
 				d, err := scheduler.ParseWindow(window)
 				if err != nil {
-					return &exitError{code: 2, err: err}
+					return &exitError{code: 2, err: fmt.Errorf("--recovery-window %w", err)}
 				}
 				p.Window = d
 			}
