@@ -253,64 +253,21 @@ physical_limits() {
 # ---------------------------------------------------------------- tools
 
 # env_file TOOL: the variables TOOL needs (for its commands and for the
-# archive_command and restore_command PostgreSQL runs); prints the path.
-env_file() {
-	local f=$WORK/env/$1-$DS.env
-	case $1 in
-	walship)
-		cat >"$f" <<EOF
-export WALSHIP_REPO=s3://walship/$DS WALSHIP_S3_ENDPOINT=$ENDPOINT WALSHIP_S3_PATH_STYLE=true
-export WALSHIP_S3_REGION=us-east-1 WALSHIP_S3_CA_FILE=$CERT
-export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_EC2_METADATA_DISABLED=true
-EOF
-		;;
-	barman)
-		cat >"$f" <<EOF
-export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_DEFAULT_REGION=us-east-1
-export AWS_CA_BUNDLE=$CERT AWS_EC2_METADATA_DISABLED=true
-EOF
-		;;
-	*) : >"$f" ;; # pgBackRest reads its configuration file
-	esac
-	chown postgres: "$f"
-	echo "$f"
-}
+# server's archive_command); prints the path.
+env_file() { write_env "$WORK/env/$1-$DS.env" "$1" walship "$DS"; }
 
 # pgbackrest_conf TOOL: pgbackrest-zst or pgbackrest-lz4; prints the path.
 pgbackrest_conf() {
-	local tool=$1 f=$WORK/env/$1-$DS.conf compress
-	case $tool in
-	pgbackrest-zst) compress=$'compress-type=zst\ncompress-level=1' ;;
-	pgbackrest-lz4) compress='compress-type=lz4' ;;
-	esac
-	mkdir -p "$WORK/pgbackrest/spool-$tool-$DS"
-	cat >"$f" <<EOF
-[global]
-repo1-type=s3
-repo1-s3-bucket=$tool
-repo1-path=/$DS
-repo1-s3-endpoint=localhost
-repo1-storage-port=$PORT
-repo1-storage-ca-file=$CERT
-repo1-s3-uri-style=path
-repo1-s3-region=us-east-1
-repo1-s3-key=$S3_KEY
-repo1-s3-key-secret=$S3_SECRET
-repo1-retention-full=9
-$compress
-process-max=2
-start-fast=y
-log-path=$WORK/pgbackrest/log
-lock-path=$WORK/pgbackrest/lock
-spool-path=$WORK/pgbackrest/spool-$tool-$DS
-log-level-console=warn
-log-level-file=info
-
-[bench]
-pg1-path=$PGDATA
-pg1-socket-path=$WORK/sock
-pg1-port=$PGPORT_SRC
-EOF
+	local tool=$1 f=$WORK/env/$1-$DS.conf
+	{
+		pgbackrest_global "$tool" "/$DS" "$WORK/pgbackrest/spool-$tool-$DS"
+		case $tool in
+		pgbackrest-zst) printf 'compress-type=zst\ncompress-level=1\n' ;;
+		pgbackrest-lz4) echo compress-type=lz4 ;;
+		esac
+		printf 'repo1-retention-full=9\nprocess-max=2\nstart-fast=y\n'
+		printf '\n[bench]\npg1-path=%s\npg1-socket-path=%s\npg1-port=%s\n' "$PGDATA" "$WORK/sock" "$PGPORT_SRC"
+	} >"$f"
 	chown -R postgres: "$f" "$WORK/pgbackrest"
 	echo "$f"
 }

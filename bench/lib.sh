@@ -78,6 +78,54 @@ make_bucket() {
 		-X PUT "$ENDPOINT/$1" >/dev/null || die "could not create bucket $1"
 }
 
+# write_env FILE TOOL BUCKET PREFIX: the variables TOOL's commands need to
+# reach MinIO; prints FILE. pgBackRest reads its configuration file instead.
+write_env() {
+	local f=$1
+	case $2 in
+	walship*)
+		cat >"$f" <<EOF
+export WALSHIP_REPO=s3://$3/$4 WALSHIP_S3_ENDPOINT=$ENDPOINT WALSHIP_S3_PATH_STYLE=true
+export WALSHIP_S3_REGION=us-east-1 WALSHIP_S3_CA_FILE=$CERT
+export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_EC2_METADATA_DISABLED=true
+EOF
+		;;
+	barman)
+		cat >"$f" <<EOF
+export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_DEFAULT_REGION=us-east-1
+export AWS_CA_BUNDLE=$CERT AWS_EC2_METADATA_DISABLED=true
+EOF
+		;;
+	*) : >"$f" ;;
+	esac
+	chown postgres: "$f"
+	echo "$f"
+}
+
+# pgbackrest_global BUCKET PATH SPOOL: the [global] lines of a pgBackRest
+# configuration that reach MinIO; the callers add compression and the rest.
+pgbackrest_global() {
+	mkdir -p "$WORK/pgbackrest/log" "$WORK/pgbackrest/lock" "$3"
+	cat <<EOF
+[global]
+repo1-type=s3
+repo1-s3-bucket=$1
+repo1-path=$2
+repo1-s3-endpoint=localhost
+repo1-storage-port=$PORT
+repo1-storage-ca-file=$CERT
+repo1-s3-uri-style=path
+repo1-s3-region=us-east-1
+repo1-s3-key=$S3_KEY
+repo1-s3-key-secret=$S3_SECRET
+log-path=$WORK/pgbackrest/log
+lock-path=$WORK/pgbackrest/lock
+spool-path=$3
+log-level-console=warn
+log-level-file=info
+EOF
+}
+
 # ---------------------------------------------------------------- load
 
 psi_total() { awk -F'total=' '/^some/ {print $2}' /proc/pressure/cpu 2>/dev/null || echo 0; }

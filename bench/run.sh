@@ -231,60 +231,18 @@ reset_status() {
 # ---------------------------------------------------------------- tools
 
 # env_file TOOL WORKLOAD: writes the variables TOOL needs and prints the path.
-env_file() {
-	local f=$WORK/env/$1-$2.env bucket=$1
-	case $1 in
-	walship | walship-agent)
-		cat >"$f" <<EOF
-export WALSHIP_REPO=s3://$bucket/$2 WALSHIP_S3_ENDPOINT=$ENDPOINT WALSHIP_S3_PATH_STYLE=true
-export WALSHIP_S3_REGION=us-east-1 WALSHIP_S3_CA_FILE=$CERT WALSHIP_COMPRESSION=zstd
-export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_EC2_METADATA_DISABLED=true
-EOF
-		;;
-	barman)
-		cat >"$f" <<EOF
-export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_DEFAULT_REGION=us-east-1
-export AWS_CA_BUNDLE=$CERT AWS_EC2_METADATA_DISABLED=true
-EOF
-		;;
-	*) : >"$f" ;; # pgBackRest reads its configuration file
-	esac
-	chown postgres: "$f"
-	echo "$f"
-}
+env_file() { write_env "$WORK/env/$1-$2.env" "$1" "$1" "$2"; }
 
 # pgbackrest_conf MODE WORKLOAD: one configuration per bucket; prints its path.
 pgbackrest_conf() {
 	local mode=$1 wl=$2 f=$WORK/env/pgbackrest-$1-$2.conf bucket=pgbackrest
 	[ "$mode" = async ] && bucket=pgbackrest-async
-	mkdir -p "$WORK/pgbackrest/log" "$WORK/pgbackrest/lock" "$WORK/pgbackrest/spool-$mode-$wl"
-	cat >"$f" <<EOF
-[global]
-repo1-type=s3
-repo1-s3-bucket=$bucket
-repo1-path=/$wl
-repo1-s3-endpoint=localhost
-repo1-storage-port=$PORT
-repo1-storage-ca-file=$CERT
-repo1-s3-uri-style=path
-repo1-s3-region=us-east-1
-repo1-s3-key=$S3_KEY
-repo1-s3-key-secret=$S3_SECRET
-compress-type=zst
-log-path=$WORK/pgbackrest/log
-lock-path=$WORK/pgbackrest/lock
-spool-path=$WORK/pgbackrest/spool-$mode-$wl
-log-level-console=warn
-log-level-file=info
-EOF
-	[ "$mode" = async ] && printf 'archive-async=y\nprocess-max=2\n' >>"$f"
-	cat >>"$f" <<EOF
-
-[bench]
-pg1-path=$PGDATA
-pg1-socket-path=$WORK/sock
-pg1-port=5432
-EOF
+	{
+		pgbackrest_global "$bucket" "/$wl" "$WORK/pgbackrest/spool-$mode-$wl"
+		echo compress-type=zst
+		[ "$mode" = async ] && printf 'archive-async=y\nprocess-max=2\n'
+		printf '\n[bench]\npg1-path=%s\npg1-socket-path=%s\npg1-port=5432\n' "$PGDATA" "$WORK/sock"
+	} >"$f"
 	chown -R postgres: "$f" "$WORK/pgbackrest"
 	echo "$f"
 }
