@@ -75,29 +75,10 @@ cleanup() {
 	for d in "${PG_UP[@]}"; do
 		as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1
 	done
-	[ -n "$WORK" ] && stop_prefetchers
-	[ -n "$MINIO_PID" ] && kill "$MINIO_PID" 2>/dev/null && wait "$MINIO_PID" 2>/dev/null
-	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-		if [ "$rc" -ne 0 ] || [ -n "${BENCH_KEEP:-}" ]; then
-			say "kept $WORK (logs in $WORK/logs and $WORK/*/pg*.log)"
-		else
-			rm -rf "$WORK"
-		fi
-	fi
+	finish_work "$rc"
 	exit "$rc"
 }
 
-# stop_prefetchers waits for the detached prefetchers of walship wal-fetch
-# (they stop once recovery is over), then ends any left, by pid.
-stop_prefetchers() {
-	local pids p
-	for _ in $(seq 100); do
-		pids=$(pgrep -f -- "$WORK/bin/walship wal-fetch" || true)
-		[ -z "$pids" ] && return
-		sleep 0.1
-	done
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-}
 
 # ---------------------------------------------------------------- PostgreSQL
 

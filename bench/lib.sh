@@ -126,6 +126,32 @@ log-level-file=info
 EOF
 }
 
+# stop_prefetchers waits for the detached prefetchers of walship wal-fetch
+# (they stop once recovery is over), then ends any left, by pid.
+stop_prefetchers() {
+	local pids p
+	for _ in $(seq 100); do
+		pids=$(pgrep -f -- "$WORK/bin/walship wal-fetch" || true)
+		[ -z "$pids" ] && return
+		sleep 0.1
+	done
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+}
+
+# finish_work RC: the end of both benchmarks' cleanup: prefetchers, MinIO,
+# and the scratch directory, kept when the run failed or BENCH_KEEP is set.
+finish_work() {
+	[ -n "$WORK" ] && stop_prefetchers
+	[ -n "$MINIO_PID" ] && kill "$MINIO_PID" 2>/dev/null && wait "$MINIO_PID" 2>/dev/null
+	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		if [ "$1" -ne 0 ] || [ -n "${BENCH_KEEP:-}" ]; then
+			say "kept $WORK (logs in $WORK/logs and the data sets' folders)"
+		else
+			rm -rf "$WORK"
+		fi
+	fi
+}
+
 # ---------------------------------------------------------------- load
 
 psi_total() { awk -F'total=' '/^some/ {print $2}' /proc/pressure/cpu 2>/dev/null || echo 0; }

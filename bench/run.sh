@@ -106,15 +106,7 @@ cleanup() {
 	[ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
 	[ -n "$PGDATA_UP" ] && as_pg "$PGBIN/pg_ctl" -D "$PGDATA_UP" -m immediate stop >/dev/null 2>&1
 	[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null
-	[ -n "$WORK" ] && stop_prefetchers
-	[ -n "$MINIO_PID" ] && kill "$MINIO_PID" 2>/dev/null && wait "$MINIO_PID" 2>/dev/null
-	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-		if [ "$rc" -ne 0 ] || [ -n "${BENCH_KEEP:-}" ]; then
-			say "kept $WORK (logs in $WORK/logs and $WORK/*/pg.log)"
-		else
-			rm -rf "$WORK"
-		fi
-	fi
+	finish_work "$rc"
 	exit "$rc"
 }
 
@@ -429,17 +421,6 @@ sample_rss() {
 	done
 }
 
-# stop_prefetchers waits for walship's detached prefetchers of this run to
-# finish (they stop at the end of the archive), then ends any left.
-stop_prefetchers() {
-	local pids
-	for _ in $(seq 100); do
-		pids=$(pgrep -f -- "$WORK/bin/walship wal-fetch" || true)
-		[ -z "$pids" ] && return
-		sleep 0.1
-	done
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-}
 
 # run_restore TOOL: fetch the backlog in WAL order, one call per segment.
 run_restore() {
