@@ -75,7 +75,11 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 	for range jobs {
 		bufs <- &workBuf{}
 	}
+	ra := readAhead{u: u}
 	for n := range u.objects {
+		// The disk reads the next objects while the workers compress and
+		// upload: the kernel's page cache holds them, not our memory.
+		ra.upTo(n + readAheadObjects(jobs))
 		wb := <-bufs
 		g.Go(func() error {
 			defer func() { bufs <- wb }()
