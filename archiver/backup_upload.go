@@ -150,16 +150,18 @@ func (u *uploader) fill(n int, wb *workBuf) error {
 // replaying WAL from the backup's start repairs it; a file that vanished
 // (gone) is left out of the manifest, as pg_basebackup does.
 func readPart(path string, off int64, dst []byte) (gone bool, err error) {
-	clear(dst)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		clear(dst)
 		return true, nil
 	}
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
-	if _, err := f.ReadAt(dst, off); err != nil && err != io.EOF {
+	n, err := f.ReadAt(dst, off)
+	clear(dst[n:]) // the buffer holds an earlier object's bytes
+	if err != nil && err != io.EOF {
 		return false, err
 	}
 	return false, nil
