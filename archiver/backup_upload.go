@@ -40,6 +40,7 @@ type uploader struct {
 	// vanished marks files deleted by the server while the backup ran.
 	vanished []atomic.Bool
 	stored   atomic.Int64 // encoded bytes so far
+	ahead    readAhead
 	done     atomic.Int64 // original bytes stored so far, for progress
 
 	mu    sync.Mutex
@@ -50,6 +51,7 @@ func newUploader(st storage.Store, enc *codec.Encoder, id, pgdata string, files 
 	u := &uploader{st: st, enc: enc, id: id, pgdata: pgdata, files: files,
 		objects: make([]catalog.BackupObject, len(sizes)), parts: make([][]partRef, len(sizes)),
 		hashes: newHashOrder(len(files)), vanished: make([]atomic.Bool, len(files))}
+	u.ahead.u = u
 	for i := range u.objects {
 		u.objects[i].Size = sizes[i]
 	}
@@ -75,11 +77,13 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 	for range jobs {
 		bufs <- &workBuf{}
 	}
-	ra := readAhead{u: u}
 	for n := range u.objects {
+		if gctx.Err() != nil {
+			break // failed or cancelled: read nothing more ahead
+		}
 		// The disk reads the next objects while the workers compress and
 		// upload: the kernel's page cache holds them, not our memory.
-		ra.upTo(n + readAheadObjects(jobs))
+		u.ahead.upTo(n + readAheadObjects(jobs))
 		wb := <-bufs
 		g.Go(func() error {
 			defer func() { bufs <- wb }()
@@ -102,7 +106,10 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 	if u.cause != nil {
 		return u.cause // the first real error, not a worker told to stop
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return ctx.Err() // cancelled between objects: some were never stored
 }
 
 // fail records the first error and stops the other workers.
