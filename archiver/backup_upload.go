@@ -40,6 +40,7 @@ type uploader struct {
 	// vanished marks files deleted by the server while the backup ran.
 	vanished []atomic.Bool
 	stored   atomic.Int64 // encoded bytes so far
+	ahead    readAhead
 	done     atomic.Int64 // original bytes stored so far, for progress
 
 	mu    sync.Mutex
@@ -50,6 +51,7 @@ func newUploader(st storage.Store, enc *codec.Encoder, id, pgdata string, files 
 	u := &uploader{st: st, enc: enc, id: id, pgdata: pgdata, files: files,
 		objects: make([]catalog.BackupObject, len(sizes)), parts: make([][]partRef, len(sizes)),
 		hashes: newHashOrder(len(files)), vanished: make([]atomic.Bool, len(files))}
+	u.ahead.u = u
 	for i := range u.objects {
 		u.objects[i].Size = sizes[i]
 	}
@@ -76,6 +78,12 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 		bufs <- &workBuf{}
 	}
 	for n := range u.objects {
+		if gctx.Err() != nil {
+			break // failed or cancelled: read nothing more ahead
+		}
+		// The disk reads the next objects while the workers compress and
+		// upload: the kernel's page cache holds them, not our memory.
+		u.ahead.upTo(n + readAheadObjects(jobs))
 		wb := <-bufs
 		g.Go(func() error {
 			defer func() { bufs <- wb }()
@@ -98,7 +106,10 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 	if u.cause != nil {
 		return u.cause // the first real error, not a worker told to stop
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return ctx.Err() // cancelled between objects: some were never stored
 }
 
 // fail records the first error and stops the other workers.
@@ -146,16 +157,18 @@ func (u *uploader) fill(n int, wb *workBuf) error {
 // replaying WAL from the backup's start repairs it; a file that vanished
 // (gone) is left out of the manifest, as pg_basebackup does.
 func readPart(path string, off int64, dst []byte) (gone bool, err error) {
-	clear(dst)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		clear(dst)
 		return true, nil
 	}
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
-	if _, err := f.ReadAt(dst, off); err != nil && err != io.EOF {
+	n, err := f.ReadAt(dst, off)
+	clear(dst[n:]) // the buffer holds an earlier object's bytes
+	if err != nil && err != io.EOF {
 		return false, err
 	}
 	return false, nil

@@ -125,6 +125,7 @@ type partWriter struct {
 	next  int      // first part not yet completely written
 	open  *os.File
 	which int // file index of open
+	dirty dirtyRange
 }
 
 func (w *partWriter) Write(p []byte) (int, error) {
@@ -142,9 +143,11 @@ func (w *partWriter) Write(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if _, err := f.WriteAt(p[:n], t.fileOff+w.pos-t.part.Offset); err != nil {
+		off := t.fileOff + w.pos - t.part.Offset
+		if _, err := f.WriteAt(p[:n], off); err != nil {
 			return 0, err
 		}
+		w.dirty.add(f, off, n)
 		p, w.pos = p[n:], w.pos+n
 		if w.pos == end {
 			w.next++
@@ -173,6 +176,7 @@ func (w *partWriter) close() error {
 	if w.open == nil {
 		return nil
 	}
+	w.dirty.flush(w.open)
 	err := w.open.Close()
 	w.open = nil
 	return err

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -90,7 +89,7 @@ in the environment of the server that recovers.`,
 	f.StringVar(&tf.Action, "target-action", "promote", "on reaching the target: promote, pause or shutdown")
 	f.StringArrayVar(&spaces, "tablespace", nil, "restore tablespace OID at DIR instead of its original location (OID=DIR, repeatable)")
 	f.BoolVar(&o.DeleteExisting, "delete-existing", false, "replace the contents of a non-empty data directory (never one a running server uses)")
-	f.IntVarP(&o.Jobs, "jobs", "j", runtime.NumCPU(), "objects downloaded and written in parallel")
+	f.IntVarP(&o.Jobs, "jobs", "j", restore.DefaultJobs(), "objects downloaded and written in parallel")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

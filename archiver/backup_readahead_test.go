@@ -1,0 +1,99 @@
+package archiver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"testing"
+
+	"github.com/walship/walship/internal/codec"
+)
+
+// TestReadAheadRangesAreTheObjects: the ranges advised for an object are
+// exactly the bytes a worker reads for it, in order, nothing more.
+func TestReadAheadRangesAreTheObjects(t *testing.T) {
+	pgdata, _ := fakeDataDir(t)
+	files, err := scanDataDir(pgdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := planObjects(files, 64<<10)
+	up := newUploader(nil, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
+	for n := range up.objects {
+		var got []byte
+		for _, r := range up.ranges(n) {
+			f, err := os.Open(r.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, r.size)
+			if _, err := f.ReadAt(b, r.off); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			f.Close()
+			got = append(got, b...)
+		}
+		wb := &workBuf{}
+		if err := up.fill(n, wb); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, wb.raw) {
+			t.Fatalf("object %d: the ranges hold %d bytes that differ from the %d bytes read for it", n, len(got), len(wb.raw))
+		}
+	}
+}
+
+// TestReadAheadAdvisesEachObjectOnce: upTo moves forward only, and stops
+// at the last object.
+func TestReadAheadAdvisesEachObjectOnce(t *testing.T) {
+	pgdata, _ := fakeDataDir(t)
+	files, err := scanDataDir(pgdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newUploader(nil, &codec.Encoder{}, "20261125T130405Z", pgdata, files, planObjects(files, 64<<10))
+	ra := &up.ahead
+	for _, c := range []struct{ upTo, next int }{{3, 4}, {1, 4}, {5, 6}, {len(up.objects) + 10, len(up.objects)}} {
+		ra.upTo(c.upTo)
+		if ra.next != c.next {
+			t.Errorf("after upTo(%d): next object to advise %d, want %d", c.upTo, ra.next, c.next)
+		}
+	}
+}
+
+// TestUploadFailureStopsReadAhead: once an upload failed, the kernel is
+// not asked to read the rest of the data directory for nothing.
+func TestUploadFailureStopsReadAhead(t *testing.T) {
+	pgdata, _ := fakeDataDir(t)
+	files, err := scanDataDir(pgdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newUploader(failingPuts{}, &codec.Encoder{}, "20261125T130405Z", pgdata, files, planObjects(files, 16<<10))
+	if err := up.run(context.Background(), 1); err == nil {
+		t.Fatal("run succeeded with a failing store")
+	}
+	// Object 0 fails; at most the next dispatch or two come before the
+	// failure is seen, each advising readAheadObjects(1) further.
+	if limit := 3 + 2*readAheadObjects(1); up.ahead.next > limit || len(up.objects) <= 2*limit {
+		t.Errorf("%d of %d objects advised after the first upload failed, want at most %d", up.ahead.next, len(up.objects), limit)
+	}
+}
+
+// TestCancelledUploadFails: a backup cancelled between objects reports it,
+// rather than success with objects missing.
+func TestCancelledUploadFails(t *testing.T) {
+	pgdata, _ := fakeDataDir(t)
+	files, err := scanDataDir(pgdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	up := newUploader(failingPuts{}, &codec.Encoder{}, "20261125T130405Z", pgdata, files, planObjects(files, 64<<10))
+	if err := up.run(ctx, 2); !errors.Is(err, context.Canceled) {
+		t.Errorf("run: %v, want %v", err, context.Canceled)
+	}
+}
