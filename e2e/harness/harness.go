@@ -324,27 +324,76 @@ func (p *process) signal(sig syscall.Signal) {
 	}
 }
 
-// killGroup sends SIGKILL to the whole process group (the server and anything
-// it started, such as a running archive_command) and waits until every one
-// of them is gone: a backend that outlives the postmaster by a moment still
-// holds the shared memory, and a restart right away would fail with
-// "pre-existing shared memory block is still in use".
+// killGroup sends SIGKILL to the process, its process group and each of its
+// children's groups (a server's backends, and a running archive_command),
+// and waits until the process and its children are gone: a backend that
+// outlives the postmaster by a moment still holds the shared memory, and a
+// restart right away would fail with "pre-existing shared memory block is
+// still in use" (seen in CI and in make test).
 func (p *process) killGroup() {
-	pgid := -p.cmd.Process.Pid
-	_ = syscall.Kill(pgid, syscall.SIGKILL)
+	pid := p.cmd.Process.Pid
+	// PostgreSQL's children call setsid(), so they are not in the
+	// postmaster's process group; once orphaned they linger until they
+	// notice, holding the shared memory a restart must find free. Kill each
+	// child's group too (an archive_command runs in its archiver's).
+	groups := append([]int{pid}, childrenOf(pid)...)
+	for _, g := range groups {
+		_ = syscall.Kill(-g, syscall.SIGKILL)
+	}
 	deadline := time.After(30 * time.Second)
 	select {
 	case <-p.done:
 	case <-deadline:
 		return
 	}
-	for syscall.Kill(pgid, 0) == nil {
-		select {
-		case <-deadline:
-			return
-		case <-time.After(10 * time.Millisecond):
+	for _, g := range groups {
+		for running(g) {
+			select {
+			case <-deadline:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
 	}
+}
+
+// childrenOf lists the processes whose parent is pid, from /proc.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ppid, ok := procStat(child); ok && ppid == pid {
+			kids = append(kids, child)
+		}
+	}
+	return kids
+}
+
+// running says whether pid is alive: a zombie has already released its
+// memory, shared memory included, and counts as gone.
+func running(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z"
+}
+
+// procStat reads a process's state and parent from /proc/PID/stat.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	// The command name is in parentheses and may hold spaces; after it
+	// come the state and the parent's pid.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
 }
 
 // wait waits up to d for the process to exit.
