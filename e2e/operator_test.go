@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -130,7 +129,7 @@ type operator struct {
 
 func startOperator(t *testing.T, walship, kubeconfig, ns string) *operator {
 	t.Helper()
-	op := &operator{out: &bytes.Buffer{}, health: freeAddr(t), metrics: freeAddr(t), exited: make(chan error, 1)}
+	op := &operator{out: &bytes.Buffer{}, health: localAddr(t), metrics: localAddr(t), exited: make(chan error, 1)}
 	op.cmd = exec.Command(walship, "operator", "--kubeconfig", kubeconfig, "--leader-elect",
 		"--health-probe-bind-address", op.health, "--metrics-bind-address", op.metrics)
 	// Out of a pod, leader election needs to be told its namespace.
@@ -209,15 +208,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func localAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
 
 // writeKubeconfig writes a kubeconfig file for cfg, as kubectl would read it.
 func writeKubeconfig(t *testing.T, cfg *rest.Config) string {

@@ -95,27 +95,33 @@ func Walship(t testing.TB) string {
 			return
 		}
 		out := filepath.Join(dir, "walship")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", out, "./cmd/walship")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		start := time.Now()
-		if b, err := cmd.CombinedOutput(); err != nil {
-			walshipErr = fmt.Errorf("go build ./cmd/walship: %v\n%s", err, b)
-			return
+		if walshipErr = goBuild(t, root, "./cmd/walship", out); walshipErr == nil {
+			walshipPath = out
 		}
-		if err := os.Chmod(out, 0o755); err != nil {
-			walshipErr = err
-			return
-		}
-		t.Logf("harness: built %s in %s", out, time.Since(start).Round(time.Millisecond))
-		walshipPath = out
 	})
 	if walshipErr != nil {
 		t.Fatalf("harness: %v", walshipErr)
 	}
 	return walshipPath
+}
+
+// goBuild builds the package pkg of the module at root into out, a static
+// binary every user can run.
+func goBuild(t testing.TB, root, pkg, out string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	start := time.Now()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	if err := os.Chmod(out, 0o755); err != nil {
+		return err
+	}
+	t.Logf("harness: built %s in %s", out, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // sweepStaleBinDirs removes walship builds left by test binaries that have exited.
@@ -476,18 +482,7 @@ func WalshipK8s(t testing.TB) string {
 	t.Helper()
 	walship := Walship(t)
 	kubeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		defer cancel()
-		out := filepath.Join(filepath.Dir(walship), "walship-k8s")
-		cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", out, "./cmd/walship-k8s")
-		cmd.Dir = ModuleRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		start := time.Now()
-		if b, err := cmd.CombinedOutput(); err != nil {
-			kubeErr = fmt.Errorf("go build ./cmd/walship-k8s: %v\n%s", err, b)
-			return
-		}
-		t.Logf("harness: built %s in %s", out, time.Since(start).Round(time.Millisecond))
+		kubeErr = goBuild(t, ModuleRoot(t), "./cmd/walship-k8s", filepath.Join(filepath.Dir(walship), "walship-k8s"))
 	})
 	if kubeErr != nil {
 		t.Fatalf("harness: %v", kubeErr)
