@@ -29,19 +29,13 @@ func (u *uploader) ranges(n int) []fileRange {
 	return rs
 }
 
-// readAhead asks the kernel to read objects into the page cache before a
-// worker reads them (posix_fadvise WILLNEED, which only starts the reads).
-// It is a hint: errors are ignored, and a file that vanished is the
-// worker's business.
-type readAhead struct {
-	u    *uploader
-	next int // first object not yet advised
-}
-
-// upTo advises every object up to n (inclusive) not advised yet.
-func (ra *readAhead) upTo(n int) {
-	for ; ra.next <= n && ra.next < len(ra.u.objects); ra.next++ {
-		for _, r := range ra.u.ranges(ra.next) {
+// readAhead asks the kernel to read every object up to n (inclusive) not
+// asked for yet into the page cache, before a worker reads it
+// (posix_fadvise WILLNEED, which only starts the reads). It is a hint:
+// errors are ignored, and a file that vanished is the worker's business.
+func (u *uploader) readAhead(n int) {
+	for ; u.advised <= n && u.advised < len(u.objects); u.advised++ {
+		for _, r := range u.ranges(u.advised) {
 			willNeed(r)
 		}
 	}

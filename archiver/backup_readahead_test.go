@@ -45,7 +45,7 @@ func TestReadAheadRangesAreTheObjects(t *testing.T) {
 	}
 }
 
-// TestReadAheadAdvisesEachObjectOnce: upTo moves forward only, and stops
+// TestReadAheadAdvisesEachObjectOnce: readAhead moves forward only, and stops
 // at the last object.
 func TestReadAheadAdvisesEachObjectOnce(t *testing.T) {
 	pgdata, _ := fakeDataDir(t)
@@ -54,11 +54,10 @@ func TestReadAheadAdvisesEachObjectOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := newUploader(nil, &codec.Encoder{}, "20261125T130405Z", pgdata, files, planObjects(files, 64<<10))
-	ra := &up.ahead
 	for _, c := range []struct{ upTo, next int }{{3, 4}, {1, 4}, {5, 6}, {len(up.objects) + 10, len(up.objects)}} {
-		ra.upTo(c.upTo)
-		if ra.next != c.next {
-			t.Errorf("after upTo(%d): next object to advise %d, want %d", c.upTo, ra.next, c.next)
+		up.readAhead(c.upTo)
+		if up.advised != c.next {
+			t.Errorf("after readAhead(%d): next object to advise %d, want %d", c.upTo, up.advised, c.next)
 		}
 	}
 }
@@ -77,8 +76,8 @@ func TestUploadFailureStopsReadAhead(t *testing.T) {
 	}
 	// Object 0 fails; at most the next dispatch or two come before the
 	// failure is seen, each advising readAheadObjects(1) further.
-	if limit := 3 + 2*readAheadObjects(1); up.ahead.next > limit || len(up.objects) <= 2*limit {
-		t.Errorf("%d of %d objects advised after the first upload failed, want at most %d", up.ahead.next, len(up.objects), limit)
+	if limit := 3 + 2*readAheadObjects(1); up.advised > limit || len(up.objects) <= 2*limit {
+		t.Errorf("%d of %d objects advised after the first upload failed, want at most %d", up.advised, len(up.objects), limit)
 	}
 }
 

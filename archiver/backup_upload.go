@@ -40,7 +40,7 @@ type uploader struct {
 	// vanished marks files deleted by the server while the backup ran.
 	vanished []atomic.Bool
 	stored   atomic.Int64 // encoded bytes so far
-	ahead    readAhead
+	advised  int          // objects before this one were read ahead (readAhead)
 	done     atomic.Int64 // original bytes stored so far, for progress
 
 	mu    sync.Mutex
@@ -51,7 +51,6 @@ func newUploader(st storage.Store, enc *codec.Encoder, id, pgdata string, files 
 	u := &uploader{st: st, enc: enc, id: id, pgdata: pgdata, files: files,
 		objects: make([]catalog.BackupObject, len(sizes)), parts: make([][]partRef, len(sizes)),
 		hashes: newHashOrder(len(files)), vanished: make([]atomic.Bool, len(files))}
-	u.ahead.u = u
 	for i := range u.objects {
 		u.objects[i].Size = sizes[i]
 	}
@@ -83,7 +82,7 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 		}
 		// The disk reads the next objects while the workers compress and
 		// upload: the kernel's page cache holds them, not our memory.
-		u.ahead.upTo(n + readAheadObjects(jobs))
+		u.readAhead(n + readAheadObjects(jobs))
 		wb := <-bufs
 		g.Go(func() error {
 			defer func() { bufs <- wb }()
