@@ -81,7 +81,8 @@ func (r *ScheduledBackupReconciler) Reconcile(ctx context.Context, req reconcile
 		return reconcile.Result{}, r.patchStatus(ctx, &sb, st)
 	}
 
-	run, missed, next := r.due(&sb, sched, now)
+	d := due(&sb, sched, now)
+	run, next := d.At, d.Next
 	if run.IsZero() {
 		st.NextScheduleTime = ptime(next)
 		return reconcile.Result{RequeueAfter: next.Sub(now)}, r.patchStatus(ctx, &sb, st)
@@ -99,10 +100,10 @@ func (r *ScheduledBackupReconciler) Reconcile(ctx context.Context, req reconcile
 		return reconcile.Result{RequeueAfter: r.busyWait()}, r.patchStatus(ctx, &sb, st)
 	}
 	if created {
-		if missed > 0 {
+		if d.Missed > 0 {
 			r.event(&sb, corev1.EventTypeWarning, "MissedRuns",
 				"%d earlier run(s) since %s were missed (the operator was not running, or the cluster was busy); they are not replayed, one backup is taken for the run of %s",
-				missed, stamp(lastRun(&sb)), stamp(run))
+				d.Missed, stamp(lastRun(&sb)), stamp(run))
 		}
 		r.event(&sb, corev1.EventTypeNormal, "BackupCreated", "created Backup %s of cluster %s for the run of %s; next run at %s",
 			name, sb.Spec.Cluster.Name, stamp(run), stamp(next))
@@ -111,15 +112,13 @@ func (r *ScheduledBackupReconciler) Reconcile(ctx context.Context, req reconcile
 	return reconcile.Result{RequeueAfter: next.Sub(now)}, r.patchStatus(ctx, &sb, st)
 }
 
-// due is the run to take now (zero if none), how many older runs it
-// supersedes, and the run after now. `immediate` makes the creation time
-// the first run.
-func (r *ScheduledBackupReconciler) due(sb *apiv1.ScheduledBackup, sched scheduler.Schedule, now time.Time) (run time.Time, missed int, next time.Time) {
+// due is what the schedule asks for at now; `immediate` makes the
+// creation time the first run.
+func due(sb *apiv1.ScheduledBackup, sched scheduler.Schedule, now time.Time) scheduler.Due {
 	if sb.Status.LastScheduleTime == nil && sb.IsImmediate() {
-		return sb.CreationTimestamp.UTC(), 0, sched.Next(now)
+		return scheduler.Due{At: sb.CreationTimestamp.UTC(), Next: sched.Next(now)}
 	}
-	d := sched.DueAt(lastRun(sb), now)
-	return d.At, d.Missed, d.Next
+	return sched.DueAt(lastRun(sb), now)
 }
 
 // lastRun is the time of the last run taken, or the creation time before the first.

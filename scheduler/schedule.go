@@ -40,7 +40,8 @@ var (
 
 // ParseSchedule reads a schedule; its errors say how to write it instead.
 func ParseSchedule(text string) (Schedule, error) {
-	s := strings.Join(strings.Fields(text), " ")
+	fields := strings.Fields(text)
+	s := strings.Join(fields, " ")
 	bad := func(format string, a ...any) (Schedule, error) {
 		return Schedule{}, fmt.Errorf("schedule %q: "+format, append([]any{text}, a...)...)
 	}
@@ -50,7 +51,6 @@ func ParseSchedule(text string) (Schedule, error) {
 	if strings.HasPrefix(s, "TZ=") || strings.HasPrefix(s, "CRON_TZ=") {
 		return bad("time zones are not accepted: schedules run in UTC; write the time in UTC and drop the prefix")
 	}
-	fields := strings.Fields(s)
 	var (
 		sched cron.Schedule
 		err   error
