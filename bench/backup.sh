@@ -486,12 +486,7 @@ report() {
 		echo "Wall, CPU (user + system, the tool and the processes it waited for) and peak RSS (of its largest process) from /usr/bin/time. Backup: from the command's start to its exit, including the checkpoint (each tool's fast/immediate option) and waiting for its last WAL segment where the tool does. Stored: the sum of the sizes of the backup's objects (not its WAL), listed in the bucket by bench/cmd/s3size. Ratio: data set size / stored. Restore: the tool's restore command into an empty directory; recovery: starting the restored server until it left recovery (fetching WAL with the tool's restore_command). Data equal: a count and hashtext sum of every row of every table matches the source."
 		for ds in $DATASETS; do report_dataset "$ds"; done
 	)
-	mkdir -p "$RESULTS"
-	echo "$out" >"$RESULTS/backup-latest.md"
-	echo
-	echo "$out"
-	echo
-	say "written to $RESULTS/backup-latest.md"
+	publish_report "$out" backup-latest.md
 }
 
 # ---------------------------------------------------------------- main
@@ -502,7 +497,6 @@ main() {
 	LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 	PSI0="$(now_us) $(psi_total)"
 	install_deps
-	command -v zstd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends zstd >&2
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
 	setup_work

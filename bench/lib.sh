@@ -26,6 +26,7 @@ install_deps() {
 	[ -x /usr/bin/time ] || missing+=(time)
 	command -v openssl >/dev/null || missing+=(openssl)
 	command -v curl >/dev/null || missing+=(curl)
+	command -v zstd >/dev/null || missing+=(zstd)
 	[ -x "$PGBIN/pgbench" ] || missing+=(postgresql-15 postgresql-contrib)
 	if [ "${#missing[@]}" -gt 0 ]; then
 		[ "$(id -u)" -eq 0 ] || die "run as root (needs apt-get install ${missing[*]}, and runs PostgreSQL as user postgres)"
@@ -150,6 +151,17 @@ finish_work() {
 			rm -rf "$WORK"
 		fi
 	fi
+}
+
+# publish_report TEXT FILE: writes a benchmark's report under bench/results
+# and prints it.
+publish_report() {
+	mkdir -p "$RESULTS"
+	echo "$1" >"$RESULTS/$2"
+	echo
+	echo "$1"
+	echo
+	say "written to $RESULTS/$2"
 }
 
 # ---------------------------------------------------------------- load

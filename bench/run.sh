@@ -545,12 +545,7 @@ report() {
 		echo "Archive: segments / wall time from turning the tool on to PostgreSQL seeing the last segment archived. Restore: mean time of one restore_command call, in WAL order. Compression: 16 MiB per segment / bytes on MinIO's disk. CPU: busy time of the whole machine (every process, other load included) and of MinIO alone, per segment, during the archive or restore run; with $(nproc) cores no tool can go faster than $(nproc) × 1000 / CPU-per-segment segments per second."
 		for wl in $WORKLOADS; do report_workload "$wl"; done
 	)
-	mkdir -p "$RESULTS"
-	echo "$out" >"$RESULTS/latest.md"
-	echo
-	echo "$out"
-	echo
-	say "written to $RESULTS/latest.md"
+	publish_report "$out" latest.md
 }
 
 # ---------------------------------------------------------------- main
