@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -110,9 +111,14 @@ func TestCorruptionIsDetected(t *testing.T) {
 	flipped[len(flipped)-100] ^= 0xff
 	zobj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001", nil)
 	cases := map[string][]byte{
-		"flipped byte":     flipped,
-		"truncated":        obj[:len(obj)/2],
-		"truncated zstd":   zobj[:len(zobj)-10],
+		"flipped byte":   flipped,
+		"truncated":      obj[:len(obj)/2],
+		"truncated zstd": zobj[:len(zobj)-10],
+		"flipped zstd byte": func() []byte {
+			b := bytes.Clone(zobj)
+			b[len(b)-1000] ^= 0x10
+			return b
+		}(),
 		"truncated header": obj[:10],
 		"not walship":      []byte("hello world, this is not an object"),
 		"empty":            nil,
@@ -126,6 +132,52 @@ func TestCorruptionIsDetected(t *testing.T) {
 	_, err = (&Decoder{}).Decode(bytes.NewReader(obj), io.Discard, "000000010000000000000002")
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "000000010000000000000001") {
 		t.Errorf("wrong name: %v", err)
+	}
+}
+
+// TestReusedZstdStreamsStayApart: encoders and decoders go back to pools
+// between objects. Concurrent streams of different contents, with damaged
+// objects among them, must each decode to their own bytes.
+func TestReusedZstdStreamsStayApart(t *testing.T) {
+	dir := t.TempDir()
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			errs <- func() error {
+				for i := range 25 {
+					plain := walLike(t, (64<<10)*(1+(w*25+i)%9))
+					plain[0], plain[1] = byte(w), byte(i)
+					path := filepath.Join(dir, fmt.Sprintf("%d-%d", w, i))
+					if err := os.WriteFile(path, plain, 0o600); err != nil {
+						return err
+					}
+					obj, _, err := (&Encoder{}).EncodeFile(path, "x", nil)
+					if err != nil {
+						return err
+					}
+					if i%3 == 0 { // a damaged object first: its decoder must not be reused half-way
+						bad := bytes.Clone(obj[:len(obj)*2/3])
+						if _, err := (&Decoder{}).Decode(bytes.NewReader(bad), io.Discard, ""); !errors.Is(err, ErrCorrupt) {
+							return fmt.Errorf("truncated object %d-%d: want ErrCorrupt, got %v", w, i, err)
+						}
+					}
+					var out bytes.Buffer
+					if _, err := (&Decoder{}).Decode(bytes.NewReader(obj), &out, ""); err != nil {
+						return err
+					}
+					if !bytes.Equal(out.Bytes(), plain) {
+						return fmt.Errorf("object %d-%d decoded to other bytes", w, i)
+					}
+					Release(obj)
+				}
+				return nil
+			}()
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
-	"github.com/klauspost/compress/zstd"
 )
 
 // ErrWrongKey: the configured identities cannot decrypt the object.
@@ -176,11 +175,7 @@ func dirOf(path string) string {
 func decompressor(name string, r io.Reader) (io.ReadCloser, error) {
 	switch name {
 	case "zstd":
-		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, err
-		}
-		return z.IOReadCloser(), nil
+		return newZstdReader(r)
 	case "s2":
 		return io.NopCloser(s2.NewReader(r)), nil
 	case "gzip":

@@ -86,14 +86,7 @@ func (e *Encoder) compressor(w io.Writer) (io.WriteCloser, error) {
 		if e.Level != 0 {
 			level = zstd.EncoderLevelFromZstd(e.Level)
 		}
-		// One goroutine per stream: walship parallelises across files instead.
-		// A 1 MiB window compresses WAL as well as 8 MiB (measured on pgbench
-		// WAL: 14.8 vs 14.9) and keeps encoder and decoder memory small. Not
-		// WithLowerEncoderMem: its history buffer is the window plus one
-		// block, so the encoder moved 1 MiB down after every 128 KiB block,
-		// eight times the input (11% of the agent's CPU).
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(1<<20))
+		return newZstdWriter(w, level)
 	case "s2":
 		opts := []s2.WriterOption{s2.WriterConcurrency(1)}
 		if e.Level > 1 {

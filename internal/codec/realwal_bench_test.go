@@ -34,6 +34,7 @@ func BenchmarkEncodeRealWAL(b *testing.B) {
 				if _, err := (&Decoder{}).Decode(bytes.NewReader(obj), io.Discard, ""); err != nil {
 					b.Fatal(err)
 				}
+				Release(obj) // as the archiver does
 			}
 			b.ReportMetric(float64(in)/float64(out), "ratio")
 		})
