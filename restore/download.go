@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -22,6 +23,8 @@ import (
 // the decoder's buffers, never a whole object.
 func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Decoder, jobs int, budget time.Duration) error {
 	parts := make([][]target, len(l.m.Objects))
+	l.pending = make([]atomic.Int32, len(l.m.Files))
+	l.checked = make([]atomic.Bool, len(l.m.Files))
 	for i, f := range l.m.Files {
 		if f.Type != catalog.TypeFile || heldBack(f.Path) {
 			continue
@@ -30,6 +33,7 @@ func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Deco
 		for _, p := range f.Parts {
 			parts[p.Object] = append(parts[p.Object], target{file: i, part: p, fileOff: off})
 			off += p.Length
+			l.pending[i].Add(1)
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -61,7 +65,7 @@ func (l *layout) fetchObject(ctx context.Context, st storage.Store, dec *codec.D
 		switch {
 		case err == nil:
 			l.done.Add(obj.Size)
-			return nil
+			return l.verifyCompleted(parts)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, storage.ErrNotFound):
@@ -182,19 +186,41 @@ func (w *partWriter) close() error {
 	return err
 }
 
-// verify reads every restored file back and compares its size and checksum
-// with the manifest. A file spans objects that different workers wrote in
-// any order, so it is checked whole, once all are written (from the page
-// cache, usually); this also catches a bad write to the local disk.
+// verifyCompleted checks the files whose last part the verified object just
+// wrote, while other workers still download: the file is hot in the page
+// cache, and the reading overlaps the network and the disk's writeback
+// instead of following them.
+func (l *layout) verifyCompleted(parts []target) error {
+	for _, t := range parts {
+		if l.pending[t.file].Add(-1) != 0 {
+			continue
+		}
+		if err := l.verifyFile(l.m.Files[t.file]); err != nil {
+			return err
+		}
+		l.checked[t.file].Store(true)
+	}
+	return nil
+}
+
+// verify reads back every restored file verifyCompleted has not checked
+// (files without parts, backup_label, tablespace_map) and compares its size
+// and checksum with the manifest. A file spans objects that different
+// workers wrote in any order, so it is checked whole, once all are written
+// (from the page cache, usually); this also catches a bad write to the
+// local disk.
 func (l *layout) verify(ctx context.Context, jobs int) (files int, size int64, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
-	for _, f := range l.m.Files {
+	for i, f := range l.m.Files {
 		if f.Type != catalog.TypeFile {
 			continue
 		}
 		files++
 		size += f.Size
+		if l.checked != nil && l.checked[i].Load() {
+			continue
+		}
 		if gctx.Err() != nil {
 			break
 		}
