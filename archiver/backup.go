@@ -161,17 +161,13 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		}
 	}
 
-	// pg_backup_stop(true) waits until PostgreSQL archived the last segment;
-	// --wal-timeout bounds that wait (the session ends on timeout, which
-	// aborts the backup).
-	stopCtx, cancel := context.WithTimeout(ctx, o.WALTimeout)
-	defer cancel()
+	// pg_backup_stop(false) switches to a new segment and returns at once.
+	// Waiting in it (true) would check the archive only once a second;
+	// the gate below polls the repository itself, which is the check that
+	// matters (a segment PostgreSQL counts as archived could be missing).
 	var spcmap *string
-	err = conn.QueryRow(stopCtx, "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)").Scan(&m.StopLSN, &m.BackupLabel, &spcmap)
+	err = conn.QueryRow(ctx, "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)").Scan(&m.StopLSN, &m.BackupLabel, &spcmap)
 	if err != nil {
-		if stopCtx.Err() != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("pg_backup_stop did not return within --wal-timeout %s: PostgreSQL is waiting for its last WAL segment to be archived; check archive_command (walship wal-push) and the server log", o.WALTimeout)
-		}
 		return nil, fmt.Errorf("pg_backup_stop: %w", err)
 	}
 	if spcmap != nil {
@@ -264,14 +260,16 @@ func fillWAL(m *catalog.Manifest) error {
 	return nil
 }
 
-// waitForWAL polls the store for the segment until timeout.
+// waitForWAL polls the store for the segment until timeout: often at first
+// (archiving one segment takes a fraction of a second, and the backup
+// waits for it), then once a second.
 func waitForWAL(ctx context.Context, st storage.Store, name string, timeout time.Duration, log *slog.Logger) error {
 	key, err := catalog.WALKey(name)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(timeout)
-	for {
+	for wait := 20 * time.Millisecond; ; wait = min(wait*3/2, time.Second) {
 		_, err := st.Stat(ctx, key)
 		if err == nil {
 			return nil
@@ -282,11 +280,13 @@ func waitForWAL(ctx context.Context, st storage.Store, name string, timeout time
 		if time.Now().After(deadline) {
 			return fmt.Errorf("WAL segment %s, which ends this backup, is not in %s after %s: the backup is not complete and was not recorded. Check archive_command (walship wal-push) and the server log, then run the backup again", name, st, timeout)
 		}
-		log.Info("waiting for the backup's last WAL segment", "segment", name)
+		if wait == 20*time.Millisecond {
+			log.Info("waiting for the backup's last WAL segment", "segment", name)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 }

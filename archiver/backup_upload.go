@@ -144,6 +144,10 @@ func (u *uploader) fill(n int, wb *workBuf) error {
 		if gone {
 			u.vanished[r.file].Store(true)
 		}
+		if len(f.Parts) > 1 {
+			// Only this worker writes this part (see catalog.Part).
+			f.Parts[r.part].Checksum = codec.Checksum(seg)
+		}
 		if err := u.hashes.write(r.file, r.part, r.part == len(f.Parts)-1, seg); err != nil {
 			return err
 		}

@@ -96,7 +96,7 @@ func TestBackupToMinIO(t *testing.T) {
 	}
 	checkObjectsMatchManifest(t, m, bucket, prefix, &man)
 
-	// Break archiving: the next backup waits in pg_backup_stop; kill it there.
+	// Break archiving: the next backup waits for its last segment; kill it there.
 	srv.ExecAll("ALTER SYSTEM SET archive_command = '/bin/false'", "SELECT pg_reload_conf()")
 	// With archiving broken, a backup fails at the WAL gate, says why, and
 	// removes what it stored.
@@ -108,24 +108,35 @@ func TestBackupToMinIO(t *testing.T) {
 		t.Errorf("the failed backup left objects behind: %v", keys)
 	}
 	t.Logf("the failed backup says: %s", strings.TrimSpace(r.stderr))
-	// A second one is killed while it waits in pg_backup_stop.
-	cmd := exec.Command(harness.Walship(t), "backup", "--jobs", "2", "--wal-timeout", "5m")
+	// A second one is killed while it waits for its last WAL segment, with
+	// every data object stored.
+	killedLog := filepath.Join(t.TempDir(), "killed.log")
+	out, err := os.Create(killedLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	os.Chmod(killedLog, 0o666)
+	cmd := exec.Command(harness.Walship(t), "backup", "--jobs", "2", "--wal-timeout", "5m", "--verbose")
 	cmd.Dir = srv.DataDir
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
-	var killedOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &killedOut, &killedOut
+	cmd.Stdout, cmd.Stderr = out, out
 	harness.AsServerUser(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for srv.Psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'walship' AND query LIKE '%pg_backup_stop%' AND state = 'active'") != "1" {
+	for {
+		text, _ := os.ReadFile(killedLog)
+		if strings.Contains(string(text), "waiting for the backup's last WAL segment") {
+			break
+		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("the backup never reached pg_backup_stop:\n%s", killedOut.String())
+			t.Fatalf("the backup never reached the WAL gate:\n%s", text)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	cmd.Process.Kill() // SIGKILL
 	cmd.Wait()
@@ -326,19 +337,24 @@ func TestBackupFromStandby(t *testing.T) {
 
 	// The primary keeps writing and switching segments while the standby is
 	// backed up, as a busy primary would.
+	// The backup starts once the writer wrote its first rows.
 	stop := make(chan struct{})
-	writerDone := make(chan struct{})
+	writerDone, writing := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		for n := 0; ; n++ {
+			primary.TryPsql(fmt.Sprintf("INSERT INTO t SELECT 1000000 + %d * 100 + g, 'during' FROM generate_series(1, 100) g; SELECT pg_switch_wal()", n))
+			if n == 0 {
+				close(writing)
+			}
 			select {
 			case <-stop:
 				return
 			case <-time.After(300 * time.Millisecond):
 			}
-			primary.TryPsql(fmt.Sprintf("INSERT INTO t SELECT 1000000 + %d * 100 + g, 'during' FROM generate_series(1, 100) g; SELECT pg_switch_wal()", n))
 		}
 	}()
+	<-writing
 	r := runWalship(t, standby.DataDir, append(standby.Env(), env...), "backup", "--jobs", "2", "--wal-timeout", "2m", "--json")
 	close(stop)
 	<-writerDone

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -103,6 +104,11 @@ func (l *layout) fetchOnce(ctx context.Context, st storage.Store, dec *codec.Dec
 	if err != nil {
 		return err
 	}
+	// Only now, with the object verified whole: a damaged object is
+	// reported as such, not as the first file it garbled.
+	if w.mismatch != nil {
+		return w.mismatch
+	}
 	// The decoder checked the bytes against the object's own header; the
 	// manifest must agree with that header too.
 	if h.Size != obj.Size || (obj.Checksum != "" && h.Checksum != obj.Checksum) {
@@ -122,6 +128,8 @@ type target struct {
 // partWriter receives an object's decoded bytes in order and writes each
 // run that belongs to a file at its place, keeping one file open at a time.
 // Bytes of no part (files that vanished during the backup) are dropped.
+// It checksums each part as it writes it, against the file's checksum for
+// a file of one part and the part's own otherwise (see catalog.Part).
 type partWriter struct {
 	l     *layout
 	parts []target // by offset
@@ -130,6 +138,9 @@ type partWriter struct {
 	open  *os.File
 	which int // file index of open
 	dirty dirtyRange
+	sum   hash.Hash // of the part being written
+	// mismatch is the first part whose bytes differ from the manifest.
+	mismatch error
 }
 
 func (w *partWriter) Write(p []byte) (int, error) {
@@ -142,6 +153,9 @@ func (w *partWriter) Write(p []byte) (int, error) {
 			p, w.pos = p[skip:], w.pos+skip
 			continue
 		}
+		if w.pos == t.part.Offset {
+			w.sum = codec.NewChecksum()
+		}
 		n := min(int64(len(p)), end-w.pos)
 		f, err := w.file(t.file)
 		if err != nil {
@@ -151,14 +165,38 @@ func (w *partWriter) Write(p []byte) (int, error) {
 		if _, err := f.WriteAt(p[:n], off); err != nil {
 			return 0, err
 		}
+		w.sum.Write(p[:n])
 		w.dirty.add(f, off, n)
 		p, w.pos = p[n:], w.pos+n
 		if w.pos == end {
+			w.checkPart(t)
 			w.next++
 		}
 	}
 	w.pos += int64(len(p))
 	return total, nil
+}
+
+// checkPart compares the part just written with the manifest, when the
+// manifest has a checksum for it.
+func (w *partWriter) checkPart(t target) {
+	f := w.l.m.Files[t.file]
+	want := t.part.Checksum
+	if len(f.Parts) == 1 && t.part.Length == f.Size {
+		want = f.Checksum
+	}
+	if want == "" {
+		return // an older manifest: verifyCompleted reads the file back
+	}
+	got := codec.ChecksumOf(w.sum)
+	if got != want && w.mismatch == nil {
+		what := f.Path
+		if len(f.Parts) > 1 {
+			what = fmt.Sprintf("%s (bytes %d to %d)", f.Path, t.fileOff, t.fileOff+t.part.Length)
+		}
+		w.mismatch = fmt.Errorf("%s does not match the manifest of backup %s after restoring it: %d bytes with checksum %s, the manifest says %s",
+			what, w.l.m.ID, t.part.Length, got, want)
+	}
 }
 
 func (w *partWriter) file(i int) (*os.File, error) {
@@ -186,21 +224,40 @@ func (w *partWriter) close() error {
 	return err
 }
 
-// verifyCompleted checks the files whose last part the verified object just
-// wrote, while other workers still download: the file is hot in the page
-// cache, and the reading overlaps the network and the disk's writeback
-// instead of following them.
+// verifyCompleted marks the files whose last part the verified object just
+// wrote as checked. partWriter checked their parts as it wrote them; a
+// split file of an older manifest is read back now, while other workers
+// still download, hot in the page cache.
 func (l *layout) verifyCompleted(parts []target) error {
 	for _, t := range parts {
 		if l.pending[t.file].Add(-1) != 0 {
 			continue
 		}
-		if err := l.verifyFile(l.m.Files[t.file]); err != nil {
-			return err
+		if f := l.m.Files[t.file]; !checkedWhileWritten(f) {
+			if err := l.verifyFile(f); err != nil {
+				return err
+			}
 		}
 		l.checked[t.file].Store(true)
 	}
 	return nil
+}
+
+// checkedWhileWritten reports whether partWriter checked every part of f
+// against the manifest as it wrote it; files of older manifests, whose
+// split files have no part checksums, are read back instead.
+func checkedWhileWritten(f catalog.BackupFile) bool {
+	if len(f.Parts) == 1 && f.Parts[0].Length == f.Size && f.Checksum != "" {
+		return true
+	}
+	var n int64
+	for _, p := range f.Parts {
+		if p.Checksum == "" {
+			return false
+		}
+		n += p.Length
+	}
+	return len(f.Parts) > 1 && n == f.Size
 }
 
 // verify reads back every restored file verifyCompleted has not checked

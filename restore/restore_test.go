@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -75,6 +76,13 @@ func storeBackup(t *testing.T, st storage.Store, id string, entries []entry, tsM
 		if e.typ == catalog.TypeFile {
 			f.Size, f.Checksum = int64(len(e.data)), codec.Checksum([]byte(e.data))
 			f.Parts = add(e.data)
+			if len(f.Parts) > 1 { // as walship backup records them
+				var off int64
+				for j, p := range f.Parts {
+					f.Parts[j].Checksum = codec.Checksum([]byte(e.data[off : off+p.Length]))
+					off += p.Length
+				}
+			}
 			if i == 2 {
 				add("bytes of a file that vanished during the backup")
 			}
@@ -205,6 +213,69 @@ func TestRestoreLaysDownBackup(t *testing.T) {
 	// A second restore into the same directory is refused, and changes nothing.
 	if _, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: pgdata, Target: tg}); err == nil || !strings.Contains(err.Error(), "is not empty") {
 		t.Errorf("restore into a restored directory: %v", err)
+	}
+}
+
+// TestRestoreChecksEveryFile: a restore checks each part of a split file
+// against its checksum as it writes it, and reads back a split file of an
+// older manifest, which has no part checksums, to check its file checksum.
+// Either way a mismatch fails the restore, naming the file.
+func TestRestoreChecksEveryFile(t *testing.T) {
+	st, _, _ := setup(t, 3)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	entries := testEntries(filepath.Join(tmp, "orig-ts"))
+	split := "base/1/1259"
+	cases := []struct {
+		name   string
+		change func(f *catalog.BackupFile)
+		want   string // "" for success
+	}{
+		{"older manifest", func(f *catalog.BackupFile) {
+			for j := range f.Parts {
+				f.Parts[j].Checksum = ""
+			}
+		}, ""},
+		{"older manifest, file checksum differs", func(f *catalog.BackupFile) {
+			for j := range f.Parts {
+				f.Parts[j].Checksum = ""
+			}
+			f.Checksum = strings.Repeat("0", 32)
+		}, split + " does not match the manifest"},
+		{"part checksum differs", func(f *catalog.BackupFile) {
+			f.Parts[1].Checksum = strings.Repeat("0", 32)
+		}, split + " (bytes 97 to 197) does not match the manifest"},
+	}
+	for i, c := range cases {
+		id := fmt.Sprintf("20261125T10000%dZ", i)
+		m := storeBackup(t, st, id, entries, "16385 x\n", 100)
+		for j := range m.Files {
+			if m.Files[j].Path == split {
+				if len(m.Files[j].Parts) < 3 || m.Files[j].Parts[1].Checksum == "" {
+					t.Fatalf("%s has parts %+v; the test wants three or more, with checksums", split, m.Files[j].Parts)
+				}
+				c.change(&m.Files[j])
+			}
+		}
+		if err := st.Delete(ctx, catalog.ManifestKey(id)); err != nil {
+			t.Fatal(err)
+		}
+		if err := catalog.PutManifest(ctx, st, m); err != nil {
+			t.Fatal(err)
+		}
+		pgdata := filepath.Join(tmp, "data"+id)
+		_, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: pgdata, BackupID: id, Jobs: 2,
+			Tablespaces: map[uint32]string{16385: filepath.Join(tmp, "ts"+id)}})
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: restore returned %v; want an error saying %q", c.name, err, c.want)
+		case c.want == "":
+			if got, _ := os.ReadFile(filepath.Join(pgdata, split)); string(got) != entries[3].data {
+				t.Errorf("%s: %s holds %q", c.name, split, got)
+			}
+		}
 	}
 }
 

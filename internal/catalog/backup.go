@@ -111,6 +111,12 @@ type Part struct {
 	Object int   `json:"object"` // index into Manifest.Objects
 	Offset int64 `json:"offset"` // in the decoded object
 	Length int64 `json:"length"`
+	// Checksum (codec.Checksum of the part's bytes) is recorded for the
+	// parts of files split across objects, so that a restore checks each
+	// part as it writes it instead of reading the whole file back. A file
+	// of one part has its file checksum; manifests written before this
+	// field have none.
+	Checksum string `json:"xxh3,omitempty"`
 }
 
 // MaxManifestSize bounds what LoadManifest reads (a manifest of a million files is ~300 MB).
