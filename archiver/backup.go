@@ -268,8 +268,9 @@ func waitForWAL(ctx context.Context, st storage.Store, name string, timeout time
 	if err != nil {
 		return err
 	}
+	const firstWait = 20 * time.Millisecond
 	deadline := time.Now().Add(timeout)
-	for wait := 20 * time.Millisecond; ; wait = min(wait*3/2, time.Second) {
+	for wait := firstWait; ; wait = min(wait*3/2, time.Second) {
 		_, err := st.Stat(ctx, key)
 		if err == nil {
 			return nil
@@ -280,7 +281,7 @@ func waitForWAL(ctx context.Context, st storage.Store, name string, timeout time
 		if time.Now().After(deadline) {
 			return fmt.Errorf("WAL segment %s, which ends this backup, is not in %s after %s: the backup is not complete and was not recorded. Check archive_command (walship wal-push) and the server log, then run the backup again", name, st, timeout)
 		}
-		if wait == 20*time.Millisecond {
+		if wait == firstWait { // say it once
 			log.Info("waiting for the backup's last WAL segment", "segment", name)
 		}
 		select {

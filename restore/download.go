@@ -25,7 +25,6 @@ import (
 func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Decoder, jobs int, budget time.Duration) error {
 	parts := make([][]target, len(l.m.Objects))
 	l.pending = make([]atomic.Int32, len(l.m.Files))
-	l.checked = make([]atomic.Bool, len(l.m.Files))
 	for i, f := range l.m.Files {
 		if f.Type != catalog.TypeFile || heldBack(f.Path) {
 			continue
@@ -104,18 +103,15 @@ func (l *layout) fetchOnce(ctx context.Context, st storage.Store, dec *codec.Dec
 	if err != nil {
 		return err
 	}
-	// Only now, with the object verified whole: a damaged object is
-	// reported as such, not as the first file it garbled.
-	if w.mismatch != nil {
-		return w.mismatch
-	}
 	// The decoder checked the bytes against the object's own header; the
 	// manifest must agree with that header too.
 	if h.Size != obj.Size || (obj.Checksum != "" && h.Checksum != obj.Checksum) {
 		return fmt.Errorf("%w: object holds %d bytes with checksum %s, the manifest says %d bytes with %s",
 			codec.ErrCorrupt, h.Size, h.Checksum, obj.Size, obj.Checksum)
 	}
-	return nil
+	// Only now, with the object verified whole: a damaged object is
+	// reported as such, not as the first file it garbled.
+	return w.mismatch
 }
 
 // target is where one part of an object goes.
@@ -177,14 +173,21 @@ func (w *partWriter) Write(p []byte) (int, error) {
 	return total, nil
 }
 
+// partChecksum is what a part of f must hash to: the file's checksum when
+// the part is the whole file, else the part's own ("" in manifests written
+// before parts had checksums).
+func partChecksum(f catalog.BackupFile, p catalog.Part) string {
+	if len(f.Parts) == 1 && p.Length == f.Size {
+		return f.Checksum
+	}
+	return p.Checksum
+}
+
 // checkPart compares the part just written with the manifest, when the
 // manifest has a checksum for it.
 func (w *partWriter) checkPart(t target) {
 	f := w.l.m.Files[t.file]
-	want := t.part.Checksum
-	if len(f.Parts) == 1 && t.part.Length == f.Size {
-		want = f.Checksum
-	}
+	want := partChecksum(f, t.part)
 	if want == "" {
 		return // an older manifest: verifyCompleted reads the file back
 	}
@@ -224,10 +227,11 @@ func (w *partWriter) close() error {
 	return err
 }
 
-// verifyCompleted marks the files whose last part the verified object just
-// wrote as checked. partWriter checked their parts as it wrote them; a
-// split file of an older manifest is read back now, while other workers
-// still download, hot in the page cache.
+// verifyCompleted finishes the check of each file whose last part the
+// verified object just wrote. partWriter checked the parts as it wrote
+// them; a file it could not check that way (a split file of an older
+// manifest) is read back now, while other workers still download, hot in
+// the page cache.
 func (l *layout) verifyCompleted(parts []target) error {
 	for _, t := range parts {
 		if l.pending[t.file].Add(-1) != 0 {
@@ -238,45 +242,37 @@ func (l *layout) verifyCompleted(parts []target) error {
 				return err
 			}
 		}
-		l.checked[t.file].Store(true)
 	}
 	return nil
 }
 
-// checkedWhileWritten reports whether partWriter checked every part of f
-// against the manifest as it wrote it; files of older manifests, whose
-// split files have no part checksums, are read back instead.
+// checkedWhileWritten reports whether partWriter checked every byte of f
+// against the manifest as it wrote it.
 func checkedWhileWritten(f catalog.BackupFile) bool {
-	if len(f.Parts) == 1 && f.Parts[0].Length == f.Size && f.Checksum != "" {
-		return true
-	}
 	var n int64
 	for _, p := range f.Parts {
-		if p.Checksum == "" {
+		if partChecksum(f, p) == "" {
 			return false
 		}
 		n += p.Length
 	}
-	return len(f.Parts) > 1 && n == f.Size
+	return len(f.Parts) > 0 && n == f.Size
 }
 
-// verify reads back every restored file verifyCompleted has not checked
-// (files without parts, backup_label, tablespace_map) and compares its size
-// and checksum with the manifest. A file spans objects that different
-// workers wrote in any order, so it is checked whole, once all are written
-// (from the page cache, usually); this also catches a bad write to the
-// local disk.
+// verify checks the restored files that have no parts, and so were not
+// checked during the download (empty files; backup_label and
+// tablespace_map, against the manifest's copy), and counts every file.
 func (l *layout) verify(ctx context.Context, jobs int) (files int, size int64, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
-	for i, f := range l.m.Files {
+	for _, f := range l.m.Files {
 		if f.Type != catalog.TypeFile {
 			continue
 		}
 		files++
 		size += f.Size
-		if l.checked != nil && l.checked[i].Load() {
-			continue
+		if len(f.Parts) > 0 && !heldBack(f.Path) {
+			continue // verifyCompleted checked it
 		}
 		if gctx.Err() != nil {
 			break

@@ -35,10 +35,8 @@ type layout struct {
 	// tablespace location) and whether we created them.
 	roots []root
 	done  atomic.Int64 // decoded bytes of the objects written so far
-	// Per file of the manifest: parts not yet written by a verified object,
-	// and whether the file was read back and checked.
+	// Per file of the manifest: parts not yet written by a verified object.
 	pending []atomic.Int32
-	checked []atomic.Bool
 }
 
 type root struct {
