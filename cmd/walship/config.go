@@ -67,7 +67,7 @@ func (c *config) registerCommon(fs *pflag.FlagSet) {
 	fs.StringVar(&c.s3.CAFile, "s3-ca-file", "", "PEM file of CA certificates to trust for the S3 endpoint")
 	fs.StringVar(&c.s3.SSE, "s3-sse", "", "server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS)")
 	fs.StringVar(&c.s3.SSEKMSKeyID, "s3-sse-kms-key-id", "", "KMS key id for aws:kms server-side encryption")
-	fs.StringVar(&c.s3.Checksum, "s3-checksum", "md5", "upload integrity check the store verifies: md5 (every S3-compatible store), sha256, crc32 (the AWS SDK's default; breaks some stores) or none")
+	fs.StringVar(&c.s3.Checksum, "s3-checksum", "auto", "upload integrity check the store verifies: auto (CRC32C for AWS S3 and MinIO, else MD5), md5 (every S3-compatible store), crc32c, sha256, crc32 (the AWS SDK's default trailer; breaks some stores) or none")
 	fs.StringVar(&c.compression, "compression", "zstd", "compression: "+strings.Join(codec.Compressions, ", "))
 	fs.IntVar(&c.level, "compression-level", 0, "compression level (0: the codec's default)")
 	fs.StringVar(&c.recipients, "encryption-recipient", "", "encrypt with age for these public keys (age1..., comma-separated)")

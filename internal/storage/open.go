@@ -33,7 +33,11 @@ type S3Options struct {
 	SSE         string
 	SSEKMSKeyID string
 	// Checksum selects how uploads are verified by the server:
-	// "md5" (Content-MD5; every S3-compatible store, the default),
+	// "auto" (the default: Content-MD5 until the store's Server header shows
+	// AWS S3 or MinIO, then x-amz-checksum-crc32c, confirmed on each upload
+	// by the checksum the store reports back),
+	// "md5" (Content-MD5; every S3-compatible store),
+	// "crc32c" (x-amz-checksum-crc32c; AWS, MinIO),
 	// "sha256" (x-amz-checksum-sha256; AWS, MinIO, recent Ceph),
 	// "crc32" (the SDK's newer default trailing checksum; breaks some stores),
 	// "none".

@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -103,12 +104,16 @@ func TestS3(t *testing.T) {
 	t.Run("checksums", func(t *testing.T) {
 		body := make([]byte, 3<<20+17)
 		rand.Read(body)
-		for _, mode := range []string{"", "md5", "sha256", "crc32", "none"} {
+		for _, mode := range []string{"", "auto", "md5", "crc32c", "sha256", "crc32", "none"} {
 			opts := s3Opts(m)
 			opts.S3.Checksum = mode
 			s := openS3(t, "s3://walship/ck-"+mode, opts)
-			if err := s.Put(ctx, "obj", body, PutOptions{}); err != nil {
-				t.Fatalf("%q: put: %v", mode, err)
+			// "auto" uses MD5 until MinIO has answered once: the second put
+			// is the one that carries CRC32C.
+			for range 2 {
+				if err := s.Put(ctx, "obj", body, PutOptions{}); err != nil {
+					t.Fatalf("%q: put: %v", mode, err)
+				}
 			}
 			if got := readAll(t, s, "obj"); got != string(body) {
 				t.Fatalf("%q: walship read back different bytes", mode)
@@ -131,13 +136,16 @@ func TestS3(t *testing.T) {
 			if mode == "crc32" && info.ChecksumCRC32 == "" {
 				t.Errorf("crc32: server stored no CRC32 checksum")
 			}
+			if (mode == "" || mode == "auto" || mode == "crc32c") && info.ChecksumCRC32C != crc32cBase64(body) {
+				t.Errorf("%q: server stored CRC32C %q, want %q", mode, info.ChecksumCRC32C, crc32cBase64(body))
+			}
 		}
 	})
 
 	t.Run("checksum headers", func(t *testing.T) {
 		// What goes on the wire: one checksum of our choosing, no trailers or
 		// aws-chunked encoding unless crc32 asks for the SDK's behaviour.
-		for mode, want := range map[string]string{"md5": "Content-Md5", "sha256": "X-Amz-Checksum-Sha256", "crc32": "X-Amz-Checksum-Crc32", "none": ""} {
+		for mode, want := range map[string]string{"md5": "Content-Md5", "crc32c": "X-Amz-Checksum-Crc32c", "sha256": "X-Amz-Checksum-Sha256", "crc32": "X-Amz-Checksum-Crc32", "none": ""} {
 			s, err := newS3Store(ctx, "walship", "hdr", S3Options{Endpoint: m.Endpoint, PathStyle: true, Checksum: mode})
 			if err != nil {
 				t.Fatal(err)
@@ -166,6 +174,67 @@ func TestS3(t *testing.T) {
 		}
 	})
 
+	t.Run("auto: MD5 until the store shows it checks CRC32C", func(t *testing.T) {
+		s, err := newS3Store(ctx, "walship", "auto", S3Options{Endpoint: m.Endpoint, PathStyle: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &recordingClient{}
+		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
+		for i, want := range []string{"Content-Md5", "X-Amz-Checksum-Crc32c", "X-Amz-Checksum-Crc32c"} {
+			if err := s.Put(ctx, fmt.Sprint(i), []byte("checked body"), PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if rec.put.Get(want) == "" || len(rec.put.Values("Content-Md5"))+len(rec.put.Values("X-Amz-Checksum-Crc32c")) != 1 {
+				t.Errorf("put %d: want %s alone, sent %v", i, want, rec.put)
+			}
+		}
+	})
+
+	t.Run("a store that does not echo CRC32C gets MD5", func(t *testing.T) {
+		// A store that ignores x-amz-checksum-crc32c stores the object
+		// unchecked and has no checksum to show: the put is sent again with
+		// Content-MD5, and MD5 is used from then on.
+		s, err := newS3Store(ctx, "walship", "noecho", S3Options{Endpoint: m.Endpoint, PathStyle: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &recordingClient{dropCRC32CEcho: true}
+		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
+		for i := range 3 {
+			rec.puts = nil
+			if err := s.Put(ctx, fmt.Sprint(i), []byte("checked body"), PutOptions{IfNotExists: true}); err != nil {
+				t.Fatalf("put %d: %v", i, err)
+			}
+			var sent []string
+			for _, h := range rec.puts {
+				sent = append(sent, fmt.Sprintf("md5=%t crc32c=%t", h.Get("Content-Md5") != "", h.Get("X-Amz-Checksum-Crc32c") != ""))
+			}
+			want := "md5=true crc32c=false"
+			if i == 1 { // the first CRC32C attempt, then MD5
+				want = "md5=false crc32c=true,md5=true crc32c=false"
+			}
+			if got := strings.Join(sent, ","); got != want {
+				t.Errorf("put %d sent %s, want %s", i, got, want)
+			}
+			if got := readAll(t, openS3(t, "s3://walship/noecho", s3Opts(m)), fmt.Sprint(i)); got != "checked body" {
+				t.Errorf("put %d: read back %q", i, got)
+			}
+		}
+
+		// Asked for CRC32C explicitly, such a store is an error to fix.
+		s, err = newS3Store(ctx, "walship", "noecho", S3Options{Endpoint: m.Endpoint, PathStyle: true, Checksum: "crc32c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = &recordingClient{dropCRC32CEcho: true} })
+		err = s.Put(ctx, "explicit", []byte("checked body"), PutOptions{})
+		if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "does not verify CRC32C") {
+			t.Fatalf("crc32c against a store without it: %v", err)
+		}
+		t.Logf("message: %v", err)
+	})
+
 	t.Run("bad digest is transient", func(t *testing.T) {
 		// The server refuses a body that does not match its Content-MD5; that
 		// is corruption in transit, worth a retry.
@@ -181,6 +250,17 @@ func TestS3(t *testing.T) {
 		err = s.mapErr("put", "x", err)
 		if err == nil || !IsTransient(err) || !strings.Contains(err.Error(), "BadDigest") {
 			t.Fatalf("mismatched Content-MD5: %v", err)
+		}
+		_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String("walship"), Key: aws.String("digest/y"),
+			Body: bytes.NewReader([]byte("body")), ChecksumCRC32C: aws.String(crc32cBase64([]byte("other"))),
+		})
+		if err = s.mapErr("put", "y", err); err == nil || !IsTransient(err) {
+			t.Fatalf("mismatched CRC32C: %v", err)
+		}
+		t.Logf("mismatched CRC32C: %v", err)
+		if _, err := mc.StatObject(ctx, "walship", "digest/y", minio.StatObjectOptions{}); err == nil {
+			t.Fatal("MinIO stored an object whose CRC32C did not match")
 		}
 	})
 
@@ -406,18 +486,28 @@ func selfSignedCert(t *testing.T, dir string) []byte {
 	return certPEM
 }
 
-// recordingClient remembers the headers of the last PUT it sends.
+// recordingClient remembers the headers of the PUTs it sends. With
+// dropCRC32CEcho it hides the CRC32C in HEAD answers, as a store that does
+// not know x-amz-checksum-crc32c would.
 type recordingClient struct {
-	put  http.Header
-	next s3.HTTPClient // nil: http.DefaultClient
+	put            http.Header   // the last PUT's
+	puts           []http.Header // every PUT's
+	next           s3.HTTPClient // nil: http.DefaultClient
+	dropCRC32CEcho bool
 }
 
 func (r *recordingClient) Do(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodPut {
 		r.put = req.Header.Clone()
+		r.puts = append(r.puts, r.put)
 	}
-	if r.next != nil {
-		return r.next.Do(req)
+	next := r.next
+	if next == nil {
+		next = http.DefaultClient
 	}
-	return http.DefaultClient.Do(req)
+	resp, err := next.Do(req)
+	if err == nil && r.dropCRC32CEcho && req.Method == http.MethodHead {
+		resp.Header.Del("X-Amz-Checksum-Crc32c")
+	}
+	return resp, err
 }
