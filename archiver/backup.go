@@ -229,7 +229,7 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		m.StoredSize += ob.StoredSize
 	}
 	m.Status = catalog.StatusComplete
-	if err := catalog.PutManifest(ctx, st, &m); err != nil {
+	if err := catalog.PutManifest(ctx, st, enc, &m); err != nil {
 		return nil, fmt.Errorf("writing the manifest: %w", err)
 	}
 	return &m, nil

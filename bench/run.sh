@@ -42,6 +42,7 @@ setup_work() {
 	CGO_ENABLED=0 go build -o bin/walship ./cmd/walship
 	# A private copy: others may rebuild bin/walship while the benchmark runs.
 	cp bin/walship "$WORK/bin/walship"
+	CGO_ENABLED=0 go build -o "$WORK/bin/zstdspeed" ./bench/cmd/zstdspeed
 	WALSHIP=$WORK/bin/walship
 	write_helpers
 	chown -R postgres: "$WORK"
@@ -320,6 +321,23 @@ cpu_stop() { # cpu_stop KEY SEGMENTS: R[KEY,cpu] and R[KEY,miniocpu] in ms per s
 	R[$1,miniocpu]=$(awk -v d=$((m1 - m0)) -v n="$2" -v t="$TICK_MS" 'BEGIN {printf "%.0f", d * t / n}')
 }
 
+# measure_compression DIR: the CPU that compressing the backlog costs on one
+# core, with nothing else (no reading from disk: the segments were just
+# written there, so they are in the page cache): walship's zstd
+# (bench/cmd/zstdspeed, one object per segment) and Debian's zstd -1.
+# Sets R[$WL,zstd] and R[$WL,zstdc] in CPU ms per segment.
+measure_compression() {
+	local n user sys cpu
+	n=$(find "$1" -type f | wc -l)
+	[ "$n" -gt 0 ] || return 0
+	read -r _ _ _ cpu <<<"$("$WORK/bin/zstdspeed" -skip '' "$1")"
+	R[$WL,zstd]=$(awk -v c="$cpu" -v n="$n" 'BEGIN {printf "%.0f", c * 1000 / n}')
+	/usr/bin/time -f '%U %S' -o "$WORK/logs/$WL-zstd-cli.time" sh -c "cat '$1'/* | zstd -1 -T1 -c >/dev/null"
+	read -r user sys <"$WORK/logs/$WL-zstd-cli.time"
+	R[$WL,zstdc]=$(awk -v u="$user" -v s="$sys" -v n="$n" 'BEGIN {printf "%.0f", (u + s) * 1000 / n}')
+	say "$WL: compressing one segment on one core: walship's zstd ${R[$WL,zstd]} ms, zstd -1 ${R[$WL,zstdc]} ms of CPU"
+}
+
 max_rss_kb() { awk '$5 != "-" && $5 > m {m = $5} END {print m + 0}' "$@"; }
 
 # wait_archived LIST: until PostgreSQL has seen every segment of LIST archived.
@@ -512,6 +530,14 @@ report_workload() {
 	echo
 	echo "restore floor on this machine (cp of the uncompressed segment from a local folder, through the same shim and loop): ${R[$wl,copy,fetch]:--} ms per segment (p95 ${R[$wl,copy,fetch95]:--} ms), CPU ${R[$wl,copy,fetch,cpu]:--} ms per segment"
 	echo
+	# What 3× pgBackRest async would leave per segment, against two costs
+	# every zstd-compressing archiver pays on this machine.
+	if [ -n "${R[$wl,zstdc]:-}" ] && [ -n "${R[$wl,pgbackrest-async,sps]:-}" ]; then
+		local budget
+		budget=$(awk -v s="${R[$wl,pgbackrest-async,sps]}" -v c="$(nproc)" 'BEGIN {printf "%.0f", c * 1000 / (3 * s)}')
+		echo "compressing alone, one core, files in the page cache: walship's zstd ${R[$wl,zstd]} ms of CPU per segment, Debian's \`zstd -1\` ${R[$wl,zstdc]} ms. Archiving at 3× pgBackRest async ($(awk -v s="${R[$wl,pgbackrest-async,sps]}" 'BEGIN {printf "%.1f", 3 * s}') segments/s) leaves $(nproc) × 1000 / that = $budget ms of machine CPU per segment; MinIO alone used ${R[$wl,walship-agent,miniocpu]:--} ms per segment storing walship's objects, and \`zstd -1\` needs ${R[$wl,zstdc]}: $(awk -v b="$budget" -v m="${R[$wl,walship-agent,miniocpu]:-0}" -v z="${R[$wl,zstdc]}" 'BEGIN { r = b - m - z; if (r <= 0) printf "%d ms over budget before reading, hashing or sending a byte", -r; else printf "%d ms left for reading, hashing, sending and everything else", r }')."
+		echo
+	fi
 	echo "walship agent, wal-push of an already shipped segment: p50 ${R[$wl,ping,p50]:--} ms, p95 ${R[$wl,ping,p95]:--} ms (target p95 < 20 ms: $(awk -v p="${R[$wl,ping,p95]:-}" 'BEGIN { if (p == "") print "n/a"; else if (p + 0 < 20) print "met"; else print "MISSED" }'))"
 	echo
 	echo "| walship ($bestname for archive) vs | archive throughput | target | | restore speed | target | |"
@@ -575,6 +601,7 @@ main() {
 		if has_tool walship; then
 			run_archive copy
 			run_restore copy
+			measure_compression "$WL_DIR/copy-archive"
 		fi
 		# The next workload needs the disk more than this one's files.
 		[ -n "${BENCH_KEEP:-}" ] || rm -rf "$PGDATA" "$WL_DIR/copy-archive" "$WORK/pgbackrest/spool-"*"-$WL"

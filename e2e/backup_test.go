@@ -74,9 +74,12 @@ func TestBackupToMinIO(t *testing.T) {
 	if !ok {
 		t.Fatal("no manifest in the bucket")
 	}
-	var man catalog.Manifest
-	if err := json.Unmarshal(raw, &man); err != nil {
-		t.Fatal(err)
+	// The manifest is a codec object (compressed, checksummed) holding JSON;
+	// summary.json beside it is the plain summary that listing reads.
+	man := decodeManifest(t, raw, sum.ID)
+	var stored catalog.BackupSummary
+	if raw, ok := rawObject(t, m, bucket, prefix+"/"+catalog.SummaryKey(sum.ID)); !ok || json.Unmarshal(raw, &stored) != nil || stored != man.BackupSummary {
+		t.Errorf("summary.json %+v does not match the manifest's summary %+v", stored, man.BackupSummary)
 	}
 	if sysID := srv.Psql("SELECT system_identifier FROM pg_control_system()"); strconv.FormatUint(man.SystemID, 10) != sysID {
 		t.Errorf("manifest system id %d, server %s", man.SystemID, sysID)
@@ -84,7 +87,7 @@ func TestBackupToMinIO(t *testing.T) {
 	if _, ok := storedFile(t, m, bucket, prefix, man.StopWAL, nil); !ok {
 		t.Errorf("stop segment %s is not in the bucket", man.StopWAL)
 	}
-	checkManifestCoversDataDir(t, srv.DataDir, &man, start)
+	checkManifestCoversDataDir(t, srv.DataDir, man, start)
 	// An unlogged table: its init fork only (recovery rebuilds the rest).
 	inManifest := map[string]bool{}
 	for _, f := range man.Files {
@@ -94,7 +97,7 @@ func TestBackupToMinIO(t *testing.T) {
 		t.Errorf("unlogged table %s: init fork in the manifest %v, main fork %v, free space map %v (want only the init fork)",
 			unloggedFile, inManifest[unloggedFile+"_init"], inManifest[unloggedFile], inManifest[unloggedFile+"_fsm"])
 	}
-	checkObjectsMatchManifest(t, m, bucket, prefix, &man)
+	checkObjectsMatchManifest(t, m, bucket, prefix, man)
 
 	// Break archiving: the next backup waits for its last segment; kill it there.
 	srv.ExecAll("ALTER SYSTEM SET archive_command = '/bin/false'", "SELECT pg_reload_conf()")
@@ -104,7 +107,7 @@ func TestBackupToMinIO(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "archive_command") {
 		t.Errorf("backup with broken archiving: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if keys := m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix); len(keys) != len(man.Objects)+2 {
+	if keys := m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix); len(keys) != len(man.Objects)+3 { // + manifest, summary, started
 		t.Errorf("the failed backup left objects behind: %v", keys)
 	}
 	t.Logf("the failed backup says: %s", strings.TrimSpace(r.stderr))
@@ -368,10 +371,7 @@ func TestBackupFromStandby(t *testing.T) {
 	if !ok {
 		t.Fatal("no manifest")
 	}
-	var man catalog.Manifest
-	if err := json.Unmarshal(raw, &man); err != nil {
-		t.Fatal(err)
-	}
+	man := decodeManifest(t, raw, sum.ID)
 	if !strings.Contains(man.BackupLabel, "BACKUP FROM: standby") {
 		t.Errorf("backup_label does not say it comes from a standby:\n%s", man.BackupLabel)
 	}
@@ -380,7 +380,7 @@ func TestBackupFromStandby(t *testing.T) {
 			t.Errorf("pg_control is not in the last object read: %+v of %d objects", f.Parts, len(man.Objects))
 		}
 	}
-	checkObjectsMatchManifest(t, m, bucket, prefix, &man)
+	checkObjectsMatchManifest(t, m, bucket, prefix, man)
 
 	want := primary.Psql("SELECT count(*) FROM t")
 	primary.WaitArchived(t, primary.SwitchWal(), 2*time.Minute)

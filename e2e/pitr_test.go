@@ -98,10 +98,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 	}
 	srv.Stop() // the restored servers must not depend on it
 	raw, _ := rawObject(t, m, bucket, prefix+"/"+catalog.ManifestKey(sum.ID))
-	var man catalog.Manifest
-	if err := json.Unmarshal(raw, &man); err != nil {
-		t.Fatal(err)
-	}
+	man := decodeManifest(t, raw, sum.ID, identity)
 	regular := 0
 	for _, f := range man.Files {
 		if f.Type == catalog.TypeFile {

@@ -138,18 +138,19 @@ func TestRestoreRefusesAndFailsCleanly(t *testing.T) {
 	}
 	putObject(t, m, bucket, objKey, obj)
 
-	var mf catalog.Manifest
-	if err := json.Unmarshal(man, &mf); err != nil {
-		t.Fatal(err)
-	}
+	mf := decodeManifest(t, man, sum.ID)
 	for i, f := range mf.Files {
 		if f.Path == "PG_VERSION" {
 			mf.Files[i].Checksum = strings.Repeat("0", 32)
 		}
 	}
-	bad, _ := json.Marshal(&mf)
-	putObject(t, m, bucket, manKey, bad)
+	putObject(t, m, bucket, manKey, encodeManifest(t, mf))
 	failed("file checksum mismatch", dir, "PG_VERSION does not match the manifest of backup "+sum.ID)
+
+	damaged := bytes.Clone(man)
+	damaged[len(damaged)-5] ^= 0xff
+	putObject(t, m, bucket, manKey, damaged)
+	failed("damaged manifest", dir, "the manifest of backup "+sum.ID, "is damaged")
 	putObject(t, m, bucket, manKey, man)
 
 	// Interrupted (SIGINT) in the middle of the download, which a proxy

@@ -111,10 +111,7 @@ func TestVerify(t *testing.T) {
 	// to the new object's checksum: only the file's checksum tells.
 	manKey := prefix + "/" + catalog.ManifestKey(sum.ID)
 	man, _ := rawObject(t, m, bucket, manKey)
-	var mf catalog.Manifest
-	if err := json.Unmarshal(man, &mf); err != nil {
-		t.Fatal(err)
-	}
+	mf := decodeManifest(t, man, sum.ID)
 	victim := ""
 	var data []byte
 	{
@@ -140,12 +137,17 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	mf.Objects[0].Checksum, mf.Objects[0].StoredSize = h.Checksum, int64(reenc.Len())
-	altered, _ := json.Marshal(&mf)
 	putObject(t, m, bucket, prefix+"/"+objKey, reenc.Bytes())
-	putObject(t, m, bucket, manKey, altered)
+	putObject(t, m, bucket, manKey, encodeManifest(t, mf))
 	bad("file checksum mismatch", []string{"file checksum mismatch: " + victim})
 
 	putObject(t, m, bucket, prefix+"/"+objKey, obj)
+	// The manifest itself damaged in the store: its checksum tells.
+	damaged := bytes.Clone(man)
+	damaged[len(damaged)-5] ^= 0xff
+	putObject(t, m, bucket, manKey, damaged)
+	bad("damaged manifest", []string{"bad manifest: " + catalog.ManifestKey(sum.ID)})
+
 	putObject(t, m, bucket, manKey, man)
 	good("repaired", "--to-latest")
 }

@@ -92,7 +92,7 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 	if err != nil {
 		return nil, err
 	}
-	m, err := catalog.LoadManifest(ctx, st, b.ID)
+	m, err := catalog.LoadManifest(ctx, st, dec, b.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -101,7 +101,7 @@ func storeBackup(t *testing.T, st storage.Store, id string, entries []entry, tsM
 	if err := st.Put(ctx, catalog.StartedKey(id), []byte("{}"), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := catalog.PutManifest(ctx, st, m); err != nil {
+	if err := catalog.PutManifest(ctx, st, &codec.Encoder{}, m); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -260,7 +260,7 @@ func TestRestoreChecksEveryFile(t *testing.T) {
 		if err := st.Delete(ctx, catalog.ManifestKey(id)); err != nil {
 			t.Fatal(err)
 		}
-		if err := catalog.PutManifest(ctx, st, m); err != nil {
+		if err := catalog.PutManifest(ctx, st, &codec.Encoder{}, m); err != nil {
 			t.Fatal(err)
 		}
 		pgdata := filepath.Join(tmp, "data"+id)
@@ -345,13 +345,13 @@ func TestWindowCheckUsesChosenBackup(t *testing.T) {
 		}
 	}
 	// An encrypted backup needs the key before anything is written.
-	m, err := catalog.LoadManifest(ctx, st, "20261125T100000Z")
+	m, err := catalog.LoadManifest(ctx, st, &codec.Decoder{}, "20261125T100000Z")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.Encryption = "age"
 	st.Delete(ctx, catalog.ManifestKey(m.ID))
-	catalog.PutManifest(ctx, st, m)
+	catalog.PutManifest(ctx, st, &codec.Encoder{}, m)
 	if _, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir}); err == nil || !strings.Contains(err.Error(), "WALSHIP_ENCRYPTION_KEY_FILE") {
 		t.Errorf("encrypted backup without a key: %v", err)
 	}
@@ -360,7 +360,7 @@ func TestWindowCheckUsesChosenBackup(t *testing.T) {
 	}
 	m.Encryption = ""
 	st.Delete(ctx, catalog.ManifestKey(m.ID))
-	catalog.PutManifest(ctx, st, m)
+	catalog.PutManifest(ctx, st, &codec.Encoder{}, m)
 	tg, _ := ParseTarget(TargetFlags{LSN: "0/400000"})
 	if _, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir, Target: tg, Tablespaces: map[uint32]string{16385: filepath.Join(t.TempDir(), "ts")}}); err != nil {
 		t.Errorf("target at the very end of the archive: %v", err)

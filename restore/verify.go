@@ -105,7 +105,15 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 		return nil, err
 	}
 	for _, b := range chosen {
-		m, err := catalog.LoadManifest(ctx, st, b.ID)
+		m, err := catalog.LoadManifest(ctx, st, dec, b.ID)
+		if errors.Is(err, codec.ErrCorrupt) {
+			// A damaged manifest is this backup's problem; others still
+			// get checked.
+			rep.OK = false
+			rep.Backups = append(rep.Backups, BackupCheck{ID: b.ID, Problems: []Problem{{Backup: b.ID, Kind: ProblemManifest,
+				Name: catalog.ManifestKey(b.ID), Detail: err.Error()}}})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

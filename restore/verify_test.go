@@ -102,7 +102,7 @@ func TestVerifyNamesEachProblem(t *testing.T) {
 			m.Files[i].Checksum = strings.Repeat("0", 32)
 		}
 	}
-	if err := catalog.PutManifest(ctx, st, m); err != nil {
+	if err := catalog.PutManifest(ctx, st, &codec.Encoder{}, m); err != nil {
 		t.Fatal(err)
 	}
 	// Object 1 corrupt, object 3 missing.
@@ -123,6 +123,21 @@ func TestVerifyNamesEachProblem(t *testing.T) {
 		"missing WAL segment: " + seg(1, 2),
 	}, "\n")
 	if got != want {
+		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
+	}
+
+	// A second backup whose manifest was damaged in the store: named, and
+	// the first backup is still checked.
+	m2 := storeBackup(t, st, "20261125T110000Z", testEntries("/nowhere"), "", 100)
+	rc, _ = st.Get(ctx, catalog.ManifestKey(m2.ID))
+	raw.Reset()
+	raw.ReadFrom(rc)
+	rc.Close()
+	bad = raw.Bytes()
+	bad[len(bad)-3] ^= 0xff
+	st.Put(ctx, catalog.ManifestKey(m2.ID), bad, storage.PutOptions{})
+	got = strings.Join(problems(t, st, VerifyOptions{}), "\n")
+	if want := want + "\nbad manifest: " + catalog.ManifestKey(m2.ID); got != want {
 		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -77,7 +77,7 @@ func (r *repo) backupAt(id string, tli, start, stop uint32, startTime, stopTime 
 		StartTime: startTime, StopTime: stopTime}}
 	r.put(catalog.StartedKey(id), []byte("{}"))
 	r.put(catalog.DataKey(id, 0), []byte("data"))
-	if err := catalog.PutManifest(context.Background(), r.st, m); err != nil {
+	if err := catalog.PutManifest(context.Background(), r.st, &codec.Encoder{}, m); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -166,6 +166,7 @@ func TestKeepOrdersByStopTime(t *testing.T) {
 	}
 	want := append([]string{
 		catalog.DataKey("20261101T000000Z", 0), catalog.ManifestKey("20261101T000000Z"), catalog.StartedKey("20261101T000000Z"),
+		catalog.SummaryKey("20261101T000000Z"),
 	}, walKeys(1, 8, 10)...)
 	if got := r.keys(""); !slices.Equal(got, want) {
 		t.Errorf("left:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -171,8 +171,16 @@ func printWindows(out io.Writer, ws []catalog.Window) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  TIMELINE\tFROM\tFROM LSN\tTO\tTO LSN\tLAST SEGMENT\tFROM BACKUP")
 	for _, w := range ws {
+		// When the archive ends with the backup's own last segment, that
+		// segment was stored before the backup recorded its stop time: the
+		// window is the backup's end alone, not a span that ends before it
+		// starts.
+		end := w.EndTime
+		if end.Before(w.StartTime) {
+			end = w.StartTime
+		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Timeline, w.StartTime.Format(time.RFC3339), w.StartLSN,
-			w.EndTime.Format(time.RFC3339), w.EndLSN, w.EndWAL, w.Backup)
+			end.Format(time.RFC3339), w.EndLSN, w.EndWAL, w.Backup)
 	}
 	tw.Flush()
 }
@@ -188,15 +196,14 @@ func backupShowCmd(c *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := catalog.LoadManifest(cmd.Context(), st, args[0])
+			b, err := catalog.LoadSummary(cmd.Context(), st, args[0])
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return printJSON(out, m.BackupSummary)
+				return printJSON(out, b)
 			}
-			b := m.BackupSummary
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			for _, row := range [][2]string{
 				{"ID", b.ID}, {"status", b.Status}, {"label", b.Label},

@@ -1,6 +1,8 @@
 package catalog
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -19,8 +22,13 @@ import (
 //	backups/<ID>/data/<n>       codec objects: the data directory's bytes,
 //	                            files packed end to end (big files span
 //	                            several objects, small ones share one)
+//	backups/<ID>/summary.json   the manifest's BackupSummary in plain JSON,
+//	                            written just before it: what listing reads
 //	backups/<ID>/manifest.json  written last, only once the backup is
-//	                            restorable; its absence means "incomplete"
+//	                            restorable; its absence means "incomplete".
+//	                            A codec object (compressed, encrypted with
+//	                            the backup's key, checksummed) holding the
+//	                            JSON; before December 2026, plain JSON.
 const BackupPrefix = "backups/"
 
 // BackupIDFormat makes IDs that sort by start time (UTC).
@@ -35,6 +43,10 @@ func BackupKey(id, name string) string { return BackupPrefix + id + "/" + name }
 
 // ManifestKey is where a backup's manifest lives.
 func ManifestKey(id string) string { return BackupKey(id, "manifest.json") }
+
+// SummaryKey is where a copy of a backup's summary lives. Listing backups
+// reads it instead of the manifest, whose file list can be hundreds of MB.
+func SummaryKey(id string) string { return BackupKey(id, "summary.json") }
 
 // StartedKey claims a backup ID.
 func StartedKey(id string) string { return BackupKey(id, "started.json") }
@@ -122,9 +134,9 @@ type Part struct {
 // MaxManifestSize bounds what LoadManifest reads (a manifest of a million files is ~300 MB).
 const MaxManifestSize = 1 << 30
 
-// LoadManifest reads the manifest of backup id; storage.ErrNotFound when
-// there is no complete backup of that ID.
-func LoadManifest(ctx context.Context, st storage.Store, id string) (*Manifest, error) {
+// LoadManifest reads and verifies the manifest of backup id;
+// storage.ErrNotFound when there is no complete backup of that ID.
+func LoadManifest(ctx context.Context, st storage.Store, dec *codec.Decoder, id string) (*Manifest, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("%q is not a backup ID (like 20261125T130405Z): see walship backup list", id)
 	}
@@ -136,20 +148,93 @@ func LoadManifest(ctx context.Context, st storage.Store, id string) (*Manifest, 
 		return nil, err
 	}
 	defer rc.Close()
+	src := bufio.NewReader(io.LimitReader(rc, MaxManifestSize))
+	var js []byte
+	if first, err := src.Peek(1); err == nil && first[0] == '{' {
+		// Written before manifests were codec objects: plain JSON.
+		if js, err = io.ReadAll(src); err != nil {
+			return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
+		}
+	} else {
+		var buf bytes.Buffer
+		if _, err := dec.Decode(src, &buf, ManifestKey(id)); err != nil {
+			if errors.Is(err, codec.ErrCorrupt) {
+				return nil, fmt.Errorf("the manifest of backup %s in %s is damaged: %w", id, st, err)
+			}
+			return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
+		}
+		js = buf.Bytes()
+	}
 	var m Manifest
-	if err := json.NewDecoder(io.LimitReader(rc, MaxManifestSize)).Decode(&m); err != nil {
+	if err := json.Unmarshal(js, &m); err != nil {
 		return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
 	}
 	return &m, nil
 }
 
-// PutManifest stores m; it must be the last write of a backup.
-func PutManifest(ctx context.Context, st storage.Store, m *Manifest) error {
+// PutManifest stores m's summary, then m itself, encoded by enc like the
+// backup's data (compressed, encrypted when the backup is, checksummed).
+// It must be the last write of a backup: the manifest marks it complete.
+func PutManifest(ctx context.Context, st storage.Store, enc *codec.Encoder, m *Manifest) error {
+	summary, err := json.Marshal(m.BackupSummary)
+	if err != nil {
+		return err
+	}
+	if err := st.Put(ctx, SummaryKey(m.ID), summary, storage.PutOptions{}); err != nil {
+		return err
+	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return st.Put(ctx, ManifestKey(m.ID), data, storage.PutOptions{IfNotExists: true})
+	var obj bytes.Buffer
+	h := codec.Header{Name: ManifestKey(m.ID), Size: int64(len(data)), Checksum: codec.Checksum(data)}
+	if err := enc.Encode(&obj, h, bytes.NewReader(data)); err != nil {
+		return err
+	}
+	return st.Put(ctx, ManifestKey(m.ID), obj.Bytes(), storage.PutOptions{IfNotExists: true})
+}
+
+// LoadSummary reads the summary of complete backup id: its summary.json,
+// or for backups older than that file, the summary inside its manifest
+// (plain JSON then). storage.ErrNotFound when there is no complete backup
+// of that ID.
+func LoadSummary(ctx context.Context, st storage.Store, id string) (BackupSummary, error) {
+	if !validID(id) {
+		return BackupSummary{}, fmt.Errorf("%q is not a backup ID (like 20261125T130405Z): see walship backup list", id)
+	}
+	// The manifest, not the summary, says the backup is complete.
+	if _, err := st.Stat(ctx, ManifestKey(id)); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return BackupSummary{}, fmt.Errorf("no complete backup %s in %s: see walship backup list: %w", id, st, err)
+		}
+		return BackupSummary{}, err
+	}
+	return loadSummary(ctx, st, id)
+}
+
+// loadSummary reads the summary of a backup known to be complete.
+func loadSummary(ctx context.Context, st storage.Store, id string) (BackupSummary, error) {
+	rc, err := st.Get(ctx, SummaryKey(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		m, err := LoadManifest(ctx, st, &codec.Decoder{}, id)
+		if err != nil {
+			return BackupSummary{}, err
+		}
+		return m.BackupSummary, nil
+	}
+	if err != nil {
+		return BackupSummary{}, err
+	}
+	defer rc.Close()
+	var s BackupSummary
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&s); err != nil {
+		return BackupSummary{}, fmt.Errorf("reading the summary of backup %s: %w", id, err)
+	}
+	if s.ID != id {
+		return BackupSummary{}, fmt.Errorf("the summary of backup %s in %s names backup %q", id, st, s.ID)
+	}
+	return s, nil
 }
 
 // validID keeps an ID to one path segment of the expected shape.
@@ -206,11 +291,11 @@ func ListBackups(ctx context.Context, st storage.Store) (complete []BackupSummar
 			incomplete = append(incomplete, id)
 			continue
 		}
-		m, err := LoadManifest(ctx, st, id)
+		s, err := loadSummary(ctx, st, id)
 		if err != nil {
 			return nil, nil, err
 		}
-		complete = append(complete, m.BackupSummary)
+		complete = append(complete, s)
 	}
 	// Real start times, not names, order backups.
 	sort.SliceStable(complete, func(i, j int) bool { return complete[i].StartTime.Before(complete[j].StartTime) })

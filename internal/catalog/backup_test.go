@@ -1,12 +1,20 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
+	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -45,26 +53,51 @@ func TestManifestRoundTripAndCatalog(t *testing.T) {
 		},
 	}
 	st.Put(ctx, DataKey(id, 0), []byte("x"), storage.PutOptions{})
-	if err := PutManifest(ctx, st, m); err != nil {
+	identity, err := age.GenerateX25519Identity()
+	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadManifest(ctx, st, id)
+	enc := &codec.Encoder{Recipients: []age.Recipient{identity.Recipient()}}
+	dec := &codec.Decoder{Identities: []age.Identity{identity}}
+	if err := PutManifest(ctx, st, enc, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadManifest(ctx, st, dec, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, m) {
 		t.Errorf("manifest round trip:\n got %+v\nwant %+v", got, m)
 	}
+	// Encrypted like the data: no file name or checksum in clear, and
+	// unreadable without the key.
+	if raw := readObject(t, st, ManifestKey(id)); bytes.Contains(raw, []byte("base/1/1259")) {
+		t.Error("the manifest of an encrypted backup names its files in clear")
+	}
+	if _, err := LoadManifest(ctx, st, &codec.Decoder{}, id); !errors.Is(err, codec.ErrNoKey) {
+		t.Errorf("manifest without the key: %v", err)
+	}
 
-	list, incomplete, err := ListBackups(ctx, st)
+	// Listing and showing read the small summary only, which needs no key.
+	counting := &countingStore{Store: st}
+	list, incomplete, err := ListBackups(ctx, counting)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 1 || list[0].ID != id || !reflect.DeepEqual(incomplete, []string{id2}) {
+	if len(list) != 1 || !reflect.DeepEqual(list[0], m.BackupSummary) || !reflect.DeepEqual(incomplete, []string{id2}) {
 		t.Errorf("list: %+v, incomplete %v", list, incomplete)
 	}
+	if s, err := LoadSummary(ctx, counting, id); err != nil || !reflect.DeepEqual(s, m.BackupSummary) {
+		t.Errorf("summary: %+v, %v", s, err)
+	}
+	if n := counting.manifestGets.Load(); n != 0 {
+		t.Errorf("listing and showing read the manifest %d times", n)
+	}
+	if _, err := LoadSummary(ctx, st, id2); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("summary of an incomplete backup: %v", err)
+	}
 
-	if _, err := LoadManifest(ctx, st, "../walship.json"); err == nil {
+	if _, err := LoadManifest(ctx, st, dec, "../walship.json"); err == nil {
 		t.Error("a bad ID was accepted")
 	}
 	if err := DeleteBackup(ctx, st, "20200101T000000Z"); err == nil {
@@ -73,7 +106,7 @@ func TestManifestRoundTripAndCatalog(t *testing.T) {
 	if err := DeleteBackup(ctx, st, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadManifest(ctx, st, id); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := LoadManifest(ctx, st, dec, id); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("manifest after delete: %v", err)
 	}
 	if objs, _ := st.List(ctx, BackupPrefix+id+"/"); len(objs) != 0 {
@@ -85,4 +118,79 @@ func TestManifestRoundTripAndCatalog(t *testing.T) {
 	if list, incomplete, _ := ListBackups(ctx, st); len(list)+len(incomplete) != 0 {
 		t.Errorf("after deleting both: %v %v", list, incomplete)
 	}
+}
+
+// Backups written before manifests were codec objects: a manifest of plain
+// JSON and no summary.json. They still list, show and load.
+func TestPlainJSONManifestsStillRead(t *testing.T) {
+	ctx := context.Background()
+	st := testStore(t)
+	start := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	m := &Manifest{
+		BackupSummary: BackupSummary{ID: "20261120T080000Z", Status: StatusComplete, Timeline: 1, StartTime: start, StopTime: start.Add(time.Second)},
+		Files:         []BackupFile{{Path: "PG_VERSION", Type: TypeFile, Size: 3, Checksum: "ab"}},
+	}
+	js, _ := json.Marshal(m)
+	if err := st.Put(ctx, ManifestKey(m.ID), js, storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadManifest(ctx, st, &codec.Decoder{}, m.ID)
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("plain manifest: %+v, %v", got, err)
+	}
+	list, _, err := ListBackups(ctx, st)
+	if err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], m.BackupSummary) {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+	if s, err := LoadSummary(ctx, st, m.ID); err != nil || s.ID != m.ID {
+		t.Fatalf("summary: %+v, %v", s, err)
+	}
+}
+
+// A manifest altered in the store is reported as damaged, naming the backup.
+func TestDamagedManifestIsNamed(t *testing.T) {
+	ctx := context.Background()
+	st := testStore(t)
+	m := &Manifest{BackupSummary: BackupSummary{ID: "20261120T080000Z", Status: StatusComplete},
+		Files: []BackupFile{{Path: "PG_VERSION", Type: TypeFile, Size: 3, Checksum: "ab"}}}
+	if err := PutManifest(ctx, st, &codec.Encoder{Compression: "none"}, m); err != nil {
+		t.Fatal(err)
+	}
+	raw := readObject(t, st, ManifestKey(m.ID))
+	raw = bytes.Replace(raw, []byte("PG_VERSION"), []byte("PG_VERSIOM"), 1)
+	if err := st.Put(ctx, ManifestKey(m.ID), raw, storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadManifest(ctx, st, &codec.Decoder{}, m.ID)
+	if !errors.Is(err, codec.ErrCorrupt) || !strings.Contains(err.Error(), "manifest of backup 20261120T080000Z") {
+		t.Fatalf("damaged manifest: %v", err)
+	}
+	t.Logf("message: %v", err)
+}
+
+func readObject(t *testing.T, st storage.Store, key string) []byte {
+	t.Helper()
+	rc, err := st.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// countingStore counts reads of manifests.
+type countingStore struct {
+	storage.Store
+	manifestGets atomic.Int64
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if strings.HasSuffix(key, "/manifest.json") {
+		c.manifestGets.Add(1)
+	}
+	return c.Store.Get(ctx, key)
 }
