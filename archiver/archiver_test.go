@@ -201,6 +201,23 @@ func TestLookaheadShipsReadySegmentsAndJournalAnswersLater(t *testing.T) {
 	if err := s.Push(context.Background(), names[2]); err == nil {
 		t.Fatal("changed file was trusted from the journal")
 	}
+	// Same size, inode and modification time, other bytes: the checksum
+	// tells.
+	path := filepath.Join(r.walDir, names[3])
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("other bytes"), fi.Size()/2)
+	f.Close()
+	os.Chtimes(path, fi.ModTime(), fi.ModTime())
+	if err := s.Push(context.Background(), names[3]); err == nil {
+		t.Fatal("a file with the same size and time but other bytes was trusted from the journal")
+	}
 }
 
 type brokenStore struct{ storage.Store }

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -88,8 +87,7 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	crc := crc32.New(castagnoli)
-	obj, h, err := s.Encoder.EncodeFile(path, name, crc)
+	obj, h, err := s.Encoder.EncodeFile(path, name)
 	if err != nil {
 		return err
 	}
@@ -109,7 +107,7 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 		return err
 	}
 	s.Log.Info("archived", "file", name, "bytes", h.Size, "stored", len(obj))
-	before.CRC32C, before.Sum = crc.Sum32(), h.Checksum
+	before.Sum = h.Checksum
 	if err := s.journal.Record(name, before); err != nil {
 		s.Log.Warn("could not record in journal", "file", name, "err", err)
 	}

@@ -36,7 +36,7 @@ func setup(t *testing.T, n int) (storage.Store, string, map[string][]byte) {
 		data := pg.FakeSegment(name, 7, segSize, uint64(i))
 		path := filepath.Join(dir, name)
 		os.WriteFile(path, data, 0o600)
-		obj, _, err := (&codec.Encoder{}).EncodeFile(path, name, nil)
+		obj, _, err := (&codec.Encoder{}).EncodeFile(path, name)
 		if err != nil {
 			t.Fatal(err)
 		}

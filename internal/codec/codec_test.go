@@ -44,7 +44,7 @@ func TestRoundTripEveryCodec(t *testing.T) {
 				enc.Recipients = []age.Recipient{id.Recipient()}
 				dec.Identities = []age.Identity{id}
 			}
-			obj, h, err := enc.EncodeFile(path, "000000010000000000000001", nil)
+			obj, h, err := enc.EncodeFile(path, "000000010000000000000001")
 			if err != nil {
 				t.Fatalf("%s/%v: %v", comp, encrypt, err)
 			}
@@ -103,13 +103,13 @@ func TestLegacySHA256Objects(t *testing.T) {
 
 func TestCorruptionIsDetected(t *testing.T) {
 	plain := walLike(t, 256<<10)
-	obj, _, err := (&Encoder{Compression: "none"}).EncodeFile(writeTemp(t, plain), "000000010000000000000001", nil)
+	obj, _, err := (&Encoder{Compression: "none"}).EncodeFile(writeTemp(t, plain), "000000010000000000000001")
 	if err != nil {
 		t.Fatal(err)
 	}
 	flipped := bytes.Clone(obj)
 	flipped[len(flipped)-100] ^= 0xff
-	zobj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001", nil)
+	zobj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001")
 	cases := map[string][]byte{
 		"flipped byte":   flipped,
 		"truncated":      obj[:len(obj)/2],
@@ -151,7 +151,7 @@ func TestReusedZstdStreamsStayApart(t *testing.T) {
 					if err := os.WriteFile(path, plain, 0o600); err != nil {
 						return err
 					}
-					obj, _, err := (&Encoder{}).EncodeFile(path, "x", nil)
+					obj, _, err := (&Encoder{}).EncodeFile(path, "x")
 					if err != nil {
 						return err
 					}
@@ -201,7 +201,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 }
 
 func TestTransportErrorIsNotCorruption(t *testing.T) {
-	obj, _, err := (&Encoder{}).EncodeFile(writeTemp(t, walLike(t, 512<<10)), "000000010000000000000001", nil)
+	obj, _, err := (&Encoder{}).EncodeFile(writeTemp(t, walLike(t, 512<<10)), "000000010000000000000001")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestKeys(t *testing.T) {
 		t.Errorf("bad key file must fail without echoing the key: %v", err)
 	}
 	// Encrypted for one key, decrypted with none or another: a clear error.
-	obj, _, _ := (&Encoder{Recipients: rs}).EncodeFile(writeTemp(t, walLike(t, 4096)), "000000010000000000000001", nil)
+	obj, _, _ := (&Encoder{Recipients: rs}).EncodeFile(writeTemp(t, walLike(t, 4096)), "000000010000000000000001")
 	if _, err := (&Decoder{}).Decode(bytes.NewReader(obj), io.Discard, ""); !errors.Is(err, ErrNoKey) {
 		t.Errorf("no key: %v", err)
 	}
@@ -241,7 +241,7 @@ func TestKeys(t *testing.T) {
 
 func TestDecodeToFileIsAtomic(t *testing.T) {
 	plain := walLike(t, 64<<10)
-	obj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001", nil)
+	obj, _, _ := (&Encoder{}).EncodeFile(writeTemp(t, plain), "000000010000000000000001")
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "RECOVERYXLOG")
 	if _, err := (&Decoder{}).DecodeToFile(bytes.NewReader(obj[:len(obj)-5]), dest, "", true); err == nil {

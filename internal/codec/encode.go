@@ -106,12 +106,11 @@ func (e *Encoder) compressor(w io.Writer) (io.WriteCloser, error) {
 }
 
 // EncodeFile reads the file at path once and returns it as a stored object
-// named name, with its header. Every byte read is also written to tee, when
-// set (the archiver checksums for its journal that way). Memory holds only
+// named name, with its header. Memory holds only
 // the encoded bytes: the header goes first with a placeholder checksum that
 // is filled in, at a fixed width, once the file has been read. A caller done
 // with the object may hand it to Release, for the next EncodeFile.
-func (e *Encoder) EncodeFile(path, name string, tee io.Writer) ([]byte, Header, error) {
+func (e *Encoder) EncodeFile(path, name string) ([]byte, Header, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, Header{}, err
@@ -129,7 +128,7 @@ func (e *Encoder) EncodeFile(path, name string, tee io.Writer) ([]byte, Header, 
 	// wal-push's CPU). Incompressible files grow it by doubling.
 	buf := bytes.NewBuffer(reuse())
 	buf.Grow(int(size/8) + 64<<10)
-	hr := &hashingReader{r: f, h: NewChecksum(), tee: tee}
+	hr := &hashingReader{r: f, h: NewChecksum()}
 	if err := e.Encode(buf, h, hr); err != nil {
 		return nil, Header{}, fmt.Errorf("encoding %s: %w", path, err)
 	}
@@ -152,18 +151,14 @@ func (e *Encoder) EncodeFile(path, name string, tee io.Writer) ([]byte, Header, 
 }
 
 type hashingReader struct {
-	r   io.Reader
-	h   hash.Hash
-	tee io.Writer
-	n   int64
+	r io.Reader
+	h hash.Hash
+	n int64
 }
 
 func (h *hashingReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	h.h.Write(p[:n])
-	if h.tee != nil {
-		h.tee.Write(p[:n])
-	}
 	h.n += int64(n)
 	return n, err
 }

@@ -22,7 +22,7 @@ func BenchmarkEncodeRealWAL(b *testing.B) {
 			var in, out int64
 			for i := 0; b.Loop(); i++ {
 				f := files[i%len(files)]
-				obj, h, err := enc.EncodeFile(f, filepath.Base(f), nil)
+				obj, h, err := enc.EncodeFile(f, filepath.Base(f))
 				if err != nil {
 					b.Fatal(err)
 				}
