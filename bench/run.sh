@@ -54,26 +54,24 @@ setup_work() {
 # write_helpers writes the two small scripts PostgreSQL and the restore loop call.
 write_helpers() {
 	# timed MEM LOG ENVFILE NAME CMD...: runs CMD with ENVFILE's variables and
-	# appends "NAME start_us end_us exit_status maxrss_kb" to LOG. MEM=mem
-	# measures CMD's peak RSS with /usr/bin/time.
+	# appends "NAME start_us end_us exit_status -" to LOG. MEM=mem measures
+	# CMD's peak RSS with /usr/bin/time, which appends "NAME - - - maxrss_kb"
+	# to LOG.mem itself: no other process per call, whose CPU would be taken
+	# from the tool measured.
 	cat >"$WORK/bin/timed" <<'EOF'
 #!/bin/bash
 mem=$1 log=$2 envf=$3 name=$4
 shift 4
 . "$envf"
-rss=-
 s=${EPOCHREALTIME/./}
 if [ "$mem" = mem ]; then
-	/usr/bin/time -f %M -o "$log.rss.$$" "$@"
-	rc=$?
-	rss=$(tail -n1 "$log.rss.$$" 2>/dev/null)
-	rm -f "$log.rss.$$"
+	/usr/bin/time -a -o "$log.mem" -f "$name - - - %M" "$@"
 else
 	"$@"
-	rc=$?
 fi
+rc=$?
 e=${EPOCHREALTIME/./}
-echo "$name $s $e $rc ${rss:--}" >>"$log"
+echo "$name $s $e $rc -" >>"$log"
 exit $rc
 EOF
 	# restore-loop DIR NAMES SRCWAL TIMED-ARGS... -- CMD...: calls CMD NAME
@@ -341,14 +339,17 @@ measure_compression() {
 max_rss_kb() { awk '$5 != "-" && $5 > m {m = $5} END {print m + 0}' "$@"; }
 
 # wait_archived LIST: until PostgreSQL has seen every segment of LIST archived.
+# Shell built-ins only, apart from sleep: the CPU this loop takes is taken
+# from the tool being measured.
 wait_archived() {
-	local deadline=$(($(date +%s) + RUN_TIMEOUT)) done_n want
-	want=$(wc -l <"$1")
-	sed 's/$/.done/' "$1" >"$1.done"
+	local deadline=$((EPOCHSECONDS + RUN_TIMEOUT)) names i=0
+	mapfile -t names <"$1"
 	while :; do
-		done_n=$(ls "$PGDATA/pg_wal/archive_status" | grep -cxFf "$1.done" || true)
-		[ "$done_n" -ge "$want" ] && return 0
-		[ "$(date +%s)" -lt "$deadline" ] || return 1
+		while [ "$i" -lt "${#names[@]}" ] && [ -e "$PGDATA/pg_wal/archive_status/${names[$i]}.done" ]; do
+			i=$((i + 1))
+		done
+		[ "$i" -ge "${#names[@]}" ] && return 0
+		[ "$EPOCHSECONDS" -lt "$deadline" ] || return 1
 		sleep 0.2
 	done
 }
@@ -361,7 +362,8 @@ run_archive() {
 	n=$(wc -l <"$list")
 	log=$WORK/logs/$WL-$tool-push.log
 	: >"$log"
-	chown postgres: "$log"
+	: >"$log.mem"
+	chown postgres: "$log" "$log.mem"
 	[[ $tool == walship* ]] && mem=mem
 	if [ "$tool" = copy ]; then
 		rm -rf "$WL_DIR/copy-archive"
@@ -390,7 +392,7 @@ run_archive() {
 	grep -Ff "$list" "$log" >"$log.backlog" || true
 	read -r "R[$WL,$tool,p50]" "R[$WL,$tool,p95]" _ calls < <(stats "$log.backlog")
 	R[$WL,$tool,fails]=$(awk '$4 != 0' "$log.backlog" | wc -l)
-	[ "$mem" = mem ] && R[$WL,$tool,pushrss]=$(max_rss_kb "$log")
+	[ "$mem" = mem ] && R[$WL,$tool,pushrss]=$(max_rss_kb "$log.mem")
 	# Size on MinIO's disk against 16 MiB per segment: the compression achieved.
 	[ "$tool" = copy ] || R[$WL,$tool,ratio]=$(du -sk "$WORK/minio/$tool/$WL" | awk -v n="$n" '{printf "%.2f", n * 16384 / $1}')
 	[ "$tool" = walship-agent ] && ping_agent "$envf"
@@ -453,7 +455,8 @@ run_restore() {
 	cp "$PGDATA/PG_VERSION" "$dir/"
 	cp "$PGDATA/global/pg_control" "$dir/global/"
 	: >"$log"
-	chown -R postgres: "$dir" "$log"
+	: >"$log.mem"
+	chown -R postgres: "$dir" "$log" "$log.mem"
 	say "$WL: restoring $(wc -l <"$list") segments with $tool"
 	if [ "$tool" = walship ]; then
 		sample_rss "$log.rss" &
@@ -469,7 +472,7 @@ run_restore() {
 		kill "$SAMPLER_PID"
 		wait "$SAMPLER_PID" 2>/dev/null || true
 		SAMPLER_PID=
-		R[$WL,walship,fetchrss]=$(max_rss_kb "$log" "$log.rss")
+		R[$WL,walship,fetchrss]=$(max_rss_kb "$log.mem" "$log.rss")
 	fi
 	if [ "$rc" -ne 0 ]; then
 		say "$WL/$tool: restore FAILED (see $log)"
