@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -46,6 +47,7 @@ type s3Store struct {
 	// MD5's CPU (hardware instruction), which matters at hundreds of MB/s.
 	crc32cVerified atomic.Bool
 	crc32cRefused  atomic.Bool // it failed to echo one: MD5 from now on
+	probe          sync.Once   // asks the store who it is before the first put
 }
 
 func newS3Store(ctx context.Context, bucket, prefix string, o S3Options) (*s3Store, error) {
@@ -222,6 +224,12 @@ func (s *s3Store) Put(ctx context.Context, key string, body []byte, opts PutOpti
 		Body:          bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))),
 	}
+	if s.opts.Checksum == "auto" {
+		// wal-push is a new process per segment whose first uploads start
+		// together: learn the store's kind before them, not from their
+		// answers, or every one of them would pay for MD5.
+		s.probe.Do(func() { s.probeStore(ctx) })
+	}
 	// The server recomputes the checksum and rejects a mismatch (BadDigest),
 	// so a stored object is the bytes we hold.
 	useCRC32C := s.opts.Checksum == "crc32c" || (s.opts.Checksum == "auto" && s.crc32cVerified.Load())
@@ -297,6 +305,20 @@ func crc32cBase64(body []byte) string {
 	return base64.StdEncoding.EncodeToString([]byte{byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})
 }
 
+// probeStore learns the store's kind from the answer to a HEAD of the
+// bucket, a refusal included (a write-only key may not list the bucket).
+func (s *s3Store) probeStore(ctx context.Context) {
+	out, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)})
+	if err == nil {
+		s.learn(out.ResultMetadata)
+		return
+	}
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) && respErr.Response != nil {
+		s.learnServer(respErr.Response.Header.Get("Server"))
+	}
+}
+
 // learn notes, in "auto" mode, whether the store answering is one known to
 // verify x-amz-checksum-crc32c on upload: AWS S3 and MinIO say so in their
 // Server header. Until one of them answered, uploads carry Content-MD5.
@@ -304,11 +326,13 @@ func (s *s3Store) learn(meta middleware.Metadata) {
 	if s.opts.Checksum != "auto" || s.crc32cVerified.Load() || s.crc32cRefused.Load() {
 		return
 	}
-	resp, ok := awsmiddleware.GetRawResponse(meta).(*smithyhttp.Response)
-	if !ok {
-		return
+	if resp, ok := awsmiddleware.GetRawResponse(meta).(*smithyhttp.Response); ok {
+		s.learnServer(resp.Header.Get("Server"))
 	}
-	if server := resp.Header.Get("Server"); server == "AmazonS3" || server == "MinIO" {
+}
+
+func (s *s3Store) learnServer(server string) {
+	if s.opts.Checksum == "auto" && !s.crc32cRefused.Load() && (server == "AmazonS3" || server == "MinIO") {
 		s.crc32cVerified.Store(true)
 	}
 }

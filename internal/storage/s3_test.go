@@ -174,19 +174,35 @@ func TestS3(t *testing.T) {
 		}
 	})
 
-	t.Run("auto: MD5 until the store shows it checks CRC32C", func(t *testing.T) {
+	t.Run("auto: CRC32C once the store shows it checks it", func(t *testing.T) {
+		// The first put already: a HEAD of the bucket said "MinIO".
 		s, err := newS3Store(ctx, "walship", "auto", S3Options{Endpoint: m.Endpoint, PathStyle: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rec := &recordingClient{}
 		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
-		for i, want := range []string{"Content-Md5", "X-Amz-Checksum-Crc32c", "X-Amz-Checksum-Crc32c"} {
+		for i := range 3 {
 			if err := s.Put(ctx, fmt.Sprint(i), []byte("checked body"), PutOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			if rec.put.Get(want) == "" || len(rec.put.Values("Content-Md5"))+len(rec.put.Values("X-Amz-Checksum-Crc32c")) != 1 {
-				t.Errorf("put %d: want %s alone, sent %v", i, want, rec.put)
+			if rec.put.Get("X-Amz-Checksum-Crc32c") == "" || rec.put.Get("Content-Md5") != "" {
+				t.Errorf("put %d: want CRC32C alone, sent %v", i, rec.put)
+			}
+		}
+		// A store that does not say who it is gets MD5.
+		s, err = newS3Store(ctx, "walship", "auto", S3Options{Endpoint: m.Endpoint, PathStyle: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec = &recordingClient{hideServer: true}
+		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
+		for i := range 2 {
+			if err := s.Put(ctx, fmt.Sprint(i), []byte("checked body"), PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if rec.put.Get("Content-Md5") == "" || rec.put.Get("X-Amz-Checksum-Crc32c") != "" {
+				t.Errorf("unknown store, put %d: want MD5 alone, sent %v", i, rec.put)
 			}
 		}
 	})
@@ -211,7 +227,7 @@ func TestS3(t *testing.T) {
 				sent = append(sent, fmt.Sprintf("md5=%t crc32c=%t", h.Get("Content-Md5") != "", h.Get("X-Amz-Checksum-Crc32c") != ""))
 			}
 			want := "md5=true crc32c=false"
-			if i == 1 { // the first CRC32C attempt, then MD5
+			if i == 0 { // the first CRC32C attempt, then MD5
 				want = "md5=false crc32c=true,md5=true crc32c=false"
 			}
 			if got := strings.Join(sent, ","); got != want {
@@ -424,7 +440,7 @@ func TestS3CustomCA(t *testing.T) {
 	}
 
 	// Over TLS the SDK signs UNSIGNED-PAYLOAD instead of hashing the body a
-	// second time (the server checks Content-MD5); a change of that default
+	// second time (the server checks the CRC32C); a change of that default
 	// would cost the agent CPU.
 	direct, err := newS3Store(ctx, "walship", "tls", opts.S3)
 	if err != nil {
@@ -435,8 +451,8 @@ func TestS3CustomCA(t *testing.T) {
 	if err := direct.Put(ctx, "unsigned", []byte("over TLS"), PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := rec.put.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" || rec.put.Get("Content-Md5") == "" {
-		t.Errorf("over TLS: x-amz-content-sha256 %q, Content-MD5 %q", got, rec.put.Get("Content-Md5"))
+	if got := rec.put.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" || rec.put.Get("X-Amz-Checksum-Crc32c") == "" {
+		t.Errorf("over TLS: x-amz-content-sha256 %q, x-amz-checksum-crc32c %q", got, rec.put.Get("X-Amz-Checksum-Crc32c"))
 	}
 
 	s = openS3(t, "s3://walship/tls", s3Opts(m)) // system roots only
@@ -488,12 +504,14 @@ func selfSignedCert(t *testing.T, dir string) []byte {
 
 // recordingClient remembers the headers of the PUTs it sends. With
 // dropCRC32CEcho it hides the CRC32C in HEAD answers, as a store that does
-// not know x-amz-checksum-crc32c would.
+// not know x-amz-checksum-crc32c would; with hideServer, the Server header
+// of every answer.
 type recordingClient struct {
 	put            http.Header   // the last PUT's
 	puts           []http.Header // every PUT's
 	next           s3.HTTPClient // nil: http.DefaultClient
 	dropCRC32CEcho bool
+	hideServer     bool
 }
 
 func (r *recordingClient) Do(req *http.Request) (*http.Response, error) {
@@ -508,6 +526,9 @@ func (r *recordingClient) Do(req *http.Request) (*http.Response, error) {
 	resp, err := next.Do(req)
 	if err == nil && r.dropCRC32CEcho && req.Method == http.MethodHead {
 		resp.Header.Del("X-Amz-Checksum-Crc32c")
+	}
+	if err == nil && r.hideServer {
+		resp.Header.Del("Server")
 	}
 	return resp, err
 }
