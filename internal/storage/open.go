@@ -34,9 +34,10 @@ type S3Options struct {
 	SSEKMSKeyID string
 	// Checksum selects how uploads are verified by the server:
 	// "auto" (the default: x-amz-checksum-crc32c when the Server header of
-	// the store's answer to a HEAD of the bucket, or to any later request,
-	// shows AWS S3 or MinIO; Content-MD5 otherwise. CRC32C is confirmed on
-	// each upload by the checksum the store reports back),
+	// the store's answer to a HEAD of the bucket, or should that fail to an
+	// upload's confirming HEAD, shows AWS S3 or MinIO; Content-MD5
+	// otherwise. CRC32C is confirmed on each upload by the checksum the
+	// store reports back),
 	// "md5" (Content-MD5; every S3-compatible store),
 	// "crc32c" (x-amz-checksum-crc32c; AWS, MinIO),
 	// "sha256" (x-amz-checksum-sha256; AWS, MinIO, recent Ceph),

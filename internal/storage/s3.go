@@ -41,14 +41,20 @@ type s3Store struct {
 	bucket string
 	prefix string // "" or ending in "/"
 	opts   S3Options
-	// crc32cVerified: in "auto" mode, the store has shown it is one that
-	// verifies x-amz-checksum-crc32c (AWS S3 or MinIO, by its Server header)
-	// and has not failed to echo a CRC32C back. CRC32C costs a fraction of
-	// MD5's CPU (hardware instruction), which matters at hundreds of MB/s.
-	crc32cVerified atomic.Bool
-	crc32cRefused  atomic.Bool // it failed to echo one: MD5 from now on
-	probe          sync.Once   // asks the store who it is before the first put
+	// crc32c is what "auto" mode knows of the store: crc32cUnknown (MD5),
+	// crc32cVerified (it showed it is one that verifies
+	// x-amz-checksum-crc32c: AWS S3 or MinIO, by its Server header) or
+	// crc32cRefused (it failed to echo one back: MD5 from then on). CRC32C
+	// costs a fraction of MD5's CPU, which matters at hundreds of MB/s.
+	crc32c atomic.Int32
+	probe  sync.Once // asks the store who it is before the first put
 }
+
+const (
+	crc32cUnknown = iota
+	crc32cVerified
+	crc32cRefused
+)
 
 func newS3Store(ctx context.Context, bucket, prefix string, o S3Options) (*s3Store, error) {
 	switch o.Checksum {
@@ -232,7 +238,7 @@ func (s *s3Store) Put(ctx context.Context, key string, body []byte, opts PutOpti
 	}
 	// The server recomputes the checksum and rejects a mismatch (BadDigest),
 	// so a stored object is the bytes we hold.
-	useCRC32C := s.opts.Checksum == "crc32c" || (s.opts.Checksum == "auto" && s.crc32cVerified.Load())
+	useCRC32C := s.opts.Checksum == "crc32c" || (s.opts.Checksum == "auto" && s.crc32c.Load() == crc32cVerified)
 	switch {
 	case useCRC32C:
 		in.ChecksumCRC32C = aws.String(crc32cBase64(body))
@@ -289,8 +295,7 @@ func (s *s3Store) Put(ctx context.Context, key string, body []byte, opts PutOpti
 		if s.opts.Checksum == "crc32c" {
 			return permanent(nil, "S3 store %s does not verify CRC32C checksums (put %s): use the md5 checksum", s.endpoint(), s.url(key))
 		}
-		s.crc32cRefused.Store(true)
-		s.crc32cVerified.Store(false)
+		s.crc32c.Store(crc32cRefused)
 		return s.Put(ctx, key, body, PutOptions{})
 	}
 	return nil
@@ -319,21 +324,20 @@ func (s *s3Store) probeStore(ctx context.Context) {
 	}
 }
 
-// learn notes, in "auto" mode, whether the store answering is one known to
-// verify x-amz-checksum-crc32c on upload: AWS S3 and MinIO say so in their
-// Server header. Until one of them answered, uploads carry Content-MD5.
+// learn reads the Server header of an answer (see learnServer).
 func (s *s3Store) learn(meta middleware.Metadata) {
-	if s.opts.Checksum != "auto" || s.crc32cVerified.Load() || s.crc32cRefused.Load() {
-		return
-	}
 	if resp, ok := awsmiddleware.GetRawResponse(meta).(*smithyhttp.Response); ok {
 		s.learnServer(resp.Header.Get("Server"))
 	}
 }
 
+// learnServer notes, in "auto" mode, whether the store answering is one
+// known to verify x-amz-checksum-crc32c on upload: AWS S3 and MinIO say so
+// in their Server header. Until one of them answered, uploads carry
+// Content-MD5; a store that once failed to echo a CRC32C keeps MD5.
 func (s *s3Store) learnServer(server string) {
-	if s.opts.Checksum == "auto" && !s.crc32cRefused.Load() && (server == "AmazonS3" || server == "MinIO") {
-		s.crc32cVerified.Store(true)
+	if s.opts.Checksum == "auto" && (server == "AmazonS3" || server == "MinIO") {
+		s.crc32c.CompareAndSwap(crc32cUnknown, crc32cVerified)
 	}
 }
 
@@ -348,7 +352,6 @@ func (s *s3Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, s.mapErr("get", key, err)
 	}
-	s.learn(out.ResultMetadata)
 	return out.Body, nil
 }
 
@@ -374,7 +377,6 @@ func (s *s3Store) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 		}
 		return ObjectInfo{}, err
 	}
-	s.learn(out.ResultMetadata)
 	return ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
 }
 

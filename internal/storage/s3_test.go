@@ -146,12 +146,8 @@ func TestS3(t *testing.T) {
 		// What goes on the wire: one checksum of our choosing, no trailers or
 		// aws-chunked encoding unless crc32 asks for the SDK's behaviour.
 		for mode, want := range map[string]string{"md5": "Content-Md5", "crc32c": "X-Amz-Checksum-Crc32c", "sha256": "X-Amz-Checksum-Sha256", "crc32": "X-Amz-Checksum-Crc32", "none": ""} {
-			s, err := newS3Store(ctx, "walship", "hdr", S3Options{Endpoint: m.Endpoint, PathStyle: true, Checksum: mode})
-			if err != nil {
-				t.Fatal(err)
-			}
 			rec := &recordingClient{}
-			s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
+			s := recordedStore(t, S3Options{Endpoint: m.Endpoint, PathStyle: true, Checksum: mode}, "hdr", rec)
 			if err := s.Put(ctx, mode, []byte("checked body"), PutOptions{}); err != nil {
 				t.Fatalf("%s: %v", mode, err)
 			}
@@ -175,34 +171,20 @@ func TestS3(t *testing.T) {
 	})
 
 	t.Run("auto: CRC32C once the store shows it checks it", func(t *testing.T) {
-		// The first put already: a HEAD of the bucket said "MinIO".
-		s, err := newS3Store(ctx, "walship", "auto", S3Options{Endpoint: m.Endpoint, PathStyle: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := &recordingClient{}
-		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
-		for i := range 3 {
-			if err := s.Put(ctx, fmt.Sprint(i), []byte("checked body"), PutOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			if rec.put.Get("X-Amz-Checksum-Crc32c") == "" || rec.put.Get("Content-Md5") != "" {
-				t.Errorf("put %d: want CRC32C alone, sent %v", i, rec.put)
-			}
-		}
-		// A store that does not say who it is gets MD5.
-		s, err = newS3Store(ctx, "walship", "auto", S3Options{Endpoint: m.Endpoint, PathStyle: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec = &recordingClient{hideServer: true}
-		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
-		for i := range 2 {
-			if err := s.Put(ctx, fmt.Sprint(i), []byte("checked body"), PutOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			if rec.put.Get("Content-Md5") == "" || rec.put.Get("X-Amz-Checksum-Crc32c") != "" {
-				t.Errorf("unknown store, put %d: want MD5 alone, sent %v", i, rec.put)
+		// From the first put on: a HEAD of the bucket said "MinIO". A store
+		// that does not say who it is gets MD5.
+		for _, c := range []struct {
+			rec  *recordingClient
+			want string
+		}{{&recordingClient{}, "crc32c"}, {&recordingClient{hideServer: true}, "md5"}} {
+			s := recordedStore(t, S3Options{Endpoint: m.Endpoint, PathStyle: true}, "auto", c.rec)
+			for i := range 3 {
+				if err := s.Put(ctx, fmt.Sprint(i), []byte("checked body"), PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if got := sentChecksum(c.rec.put); got != c.want {
+					t.Errorf("hidden Server header %v, put %d: sent %s, want %s", c.rec.hideServer, i, got, c.want)
+				}
 			}
 		}
 	})
@@ -211,12 +193,8 @@ func TestS3(t *testing.T) {
 		// A store that ignores x-amz-checksum-crc32c stores the object
 		// unchecked and has no checksum to show: the put is sent again with
 		// Content-MD5, and MD5 is used from then on.
-		s, err := newS3Store(ctx, "walship", "noecho", S3Options{Endpoint: m.Endpoint, PathStyle: true})
-		if err != nil {
-			t.Fatal(err)
-		}
 		rec := &recordingClient{dropCRC32CEcho: true}
-		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
+		s := recordedStore(t, S3Options{Endpoint: m.Endpoint, PathStyle: true}, "noecho", rec)
 		for i := range 3 {
 			rec.puts = nil
 			if err := s.Put(ctx, fmt.Sprint(i), []byte("checked body"), PutOptions{IfNotExists: true}); err != nil {
@@ -224,11 +202,11 @@ func TestS3(t *testing.T) {
 			}
 			var sent []string
 			for _, h := range rec.puts {
-				sent = append(sent, fmt.Sprintf("md5=%t crc32c=%t", h.Get("Content-Md5") != "", h.Get("X-Amz-Checksum-Crc32c") != ""))
+				sent = append(sent, sentChecksum(h))
 			}
-			want := "md5=true crc32c=false"
+			want := "md5"
 			if i == 0 { // the first CRC32C attempt, then MD5
-				want = "md5=false crc32c=true,md5=true crc32c=false"
+				want = "crc32c,md5"
 			}
 			if got := strings.Join(sent, ","); got != want {
 				t.Errorf("put %d sent %s, want %s", i, got, want)
@@ -239,12 +217,8 @@ func TestS3(t *testing.T) {
 		}
 
 		// Asked for CRC32C explicitly, such a store is an error to fix.
-		s, err = newS3Store(ctx, "walship", "noecho", S3Options{Endpoint: m.Endpoint, PathStyle: true, Checksum: "crc32c"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = &recordingClient{dropCRC32CEcho: true} })
-		err = s.Put(ctx, "explicit", []byte("checked body"), PutOptions{})
+		s = recordedStore(t, S3Options{Endpoint: m.Endpoint, PathStyle: true, Checksum: "crc32c"}, "noecho", &recordingClient{dropCRC32CEcho: true})
+		err := s.Put(ctx, "explicit", []byte("checked body"), PutOptions{})
 		if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "does not verify CRC32C") {
 			t.Fatalf("crc32c against a store without it: %v", err)
 		}
@@ -442,12 +416,8 @@ func TestS3CustomCA(t *testing.T) {
 	// Over TLS the SDK signs UNSIGNED-PAYLOAD instead of hashing the body a
 	// second time (the server checks the CRC32C); a change of that default
 	// would cost the agent CPU.
-	direct, err := newS3Store(ctx, "walship", "tls", opts.S3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recordingClient{next: direct.client.Options().HTTPClient}
-	direct.client = s3.New(direct.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
+	rec := &recordingClient{}
+	direct := recordedStore(t, opts.S3, "tls", rec)
 	if err := direct.Put(ctx, "unsigned", []byte("over TLS"), PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +426,7 @@ func TestS3CustomCA(t *testing.T) {
 	}
 
 	s = openS3(t, "s3://walship/tls", s3Opts(m)) // system roots only
-	err = s.Put(ctx, "k", []byte("x"), PutOptions{})
+	err := s.Put(ctx, "k", []byte("x"), PutOptions{})
 	if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "is not trusted") {
 		t.Fatalf("put without the CA file: %v", err)
 	}
@@ -502,6 +472,35 @@ func selfSignedCert(t *testing.T, dir string) []byte {
 	return certPEM
 }
 
+// recordedStore is an s3 store (bucket walship) whose requests go through
+// rec, then through the HTTP client the options configured.
+func recordedStore(t *testing.T, o S3Options, prefix string, rec *recordingClient) *s3Store {
+	t.Helper()
+	s, err := newS3Store(context.Background(), "walship", prefix, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.next = s.client.Options().HTTPClient
+	s.client = s3.New(s.client.Options(), func(o *s3.Options) { o.HTTPClient = rec })
+	return s
+}
+
+// sentChecksum names the upload checksum headers of a PUT: "md5",
+// "crc32c", both joined by "+", or "none".
+func sentChecksum(h http.Header) string {
+	var sent []string
+	if h.Get("Content-Md5") != "" {
+		sent = append(sent, "md5")
+	}
+	if h.Get("X-Amz-Checksum-Crc32c") != "" {
+		sent = append(sent, "crc32c")
+	}
+	if len(sent) == 0 {
+		return "none"
+	}
+	return strings.Join(sent, "+")
+}
+
 // recordingClient remembers the headers of the PUTs it sends. With
 // dropCRC32CEcho it hides the CRC32C in HEAD answers, as a store that does
 // not know x-amz-checksum-crc32c would; with hideServer, the Server header
@@ -509,7 +508,7 @@ func selfSignedCert(t *testing.T, dir string) []byte {
 type recordingClient struct {
 	put            http.Header   // the last PUT's
 	puts           []http.Header // every PUT's
-	next           s3.HTTPClient // nil: http.DefaultClient
+	next           s3.HTTPClient
 	dropCRC32CEcho bool
 	hideServer     bool
 }
@@ -519,11 +518,7 @@ func (r *recordingClient) Do(req *http.Request) (*http.Response, error) {
 		r.put = req.Header.Clone()
 		r.puts = append(r.puts, r.put)
 	}
-	next := r.next
-	if next == nil {
-		next = http.DefaultClient
-	}
-	resp, err := next.Do(req)
+	resp, err := r.next.Do(req)
 	if err == nil && r.dropCRC32CEcho && req.Method == http.MethodHead {
 		resp.Header.Del("X-Amz-Checksum-Crc32c")
 	}
