@@ -107,33 +107,24 @@ func backupOf(t *testing.T, srv *harness.Postgres, env []string, args ...string)
 	return sum
 }
 
-// decodeManifest reads a manifest object as found in the bucket: a codec
-// object holding the JSON, encrypted when the backup is.
+// decodeManifest reads a manifest object as found in the bucket (encrypted
+// when the backup is).
 func decodeManifest(t *testing.T, raw []byte, id string, keys ...age.Identity) *catalog.Manifest {
 	t.Helper()
-	var js bytes.Buffer
-	if _, err := (&codec.Decoder{Identities: keys}).Decode(bytes.NewReader(raw), &js, catalog.ManifestKey(id)); err != nil {
-		t.Fatalf("decoding the manifest of %s: %v", id, err)
-	}
-	var m catalog.Manifest
-	if err := json.Unmarshal(js.Bytes(), &m); err != nil {
+	m, err := catalog.DecodeManifest(bytes.NewReader(raw), &codec.Decoder{Identities: keys}, id)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &m
+	return m
 }
 
 // encodeManifest stores m the way walship does (unencrypted), for tests
 // that alter a manifest.
 func encodeManifest(t *testing.T, m *catalog.Manifest) []byte {
 	t.Helper()
-	js, err := json.Marshal(m)
+	obj, err := catalog.EncodeManifest(&codec.Encoder{}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var obj bytes.Buffer
-	h := codec.Header{Name: catalog.ManifestKey(m.ID), Size: int64(len(js)), Checksum: codec.Checksum(js)}
-	if err := (&codec.Encoder{}).Encode(&obj, h, bytes.NewReader(js)); err != nil {
-		t.Fatal(err)
-	}
-	return obj.Bytes()
+	return obj
 }

@@ -148,10 +148,20 @@ func LoadManifest(ctx context.Context, st storage.Store, dec *codec.Decoder, id 
 		return nil, err
 	}
 	defer rc.Close()
-	src := bufio.NewReader(io.LimitReader(rc, MaxManifestSize))
+	m, err := DecodeManifest(rc, dec, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", st, err)
+	}
+	return m, nil
+}
+
+// DecodeManifest reads the stored manifest of backup id from r: a codec
+// object (see EncodeManifest), or plain JSON for backups written before
+// December 2026.
+func DecodeManifest(r io.Reader, dec *codec.Decoder, id string) (*Manifest, error) {
+	src := bufio.NewReader(io.LimitReader(r, MaxManifestSize))
 	var js []byte
 	if first, err := src.Peek(1); err == nil && first[0] == '{' {
-		// Written before manifests were codec objects: plain JSON.
 		if js, err = io.ReadAll(src); err != nil {
 			return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
 		}
@@ -159,7 +169,7 @@ func LoadManifest(ctx context.Context, st storage.Store, dec *codec.Decoder, id 
 		var buf bytes.Buffer
 		if _, err := dec.Decode(src, &buf, ManifestKey(id)); err != nil {
 			if errors.Is(err, codec.ErrCorrupt) {
-				return nil, fmt.Errorf("the manifest of backup %s in %s is damaged: %w", id, st, err)
+				return nil, fmt.Errorf("the manifest of backup %s is damaged: %w", id, err)
 			}
 			return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
 		}
@@ -172,9 +182,23 @@ func LoadManifest(ctx context.Context, st storage.Store, dec *codec.Decoder, id 
 	return &m, nil
 }
 
-// PutManifest stores m's summary, then m itself, encoded by enc like the
+// EncodeManifest is the stored form of m: its JSON, encoded by enc like the
 // backup's data (compressed, encrypted when the backup is, checksummed).
-// It must be the last write of a backup: the manifest marks it complete.
+func EncodeManifest(enc *codec.Encoder, m *Manifest) ([]byte, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var obj bytes.Buffer
+	h := codec.Header{Name: ManifestKey(m.ID), Size: int64(len(data)), Checksum: codec.Checksum(data)}
+	if err := enc.Encode(&obj, h, bytes.NewReader(data)); err != nil {
+		return nil, err
+	}
+	return obj.Bytes(), nil
+}
+
+// PutManifest stores m's summary, then m itself (EncodeManifest). It must
+// be the last write of a backup: the manifest marks it complete.
 func PutManifest(ctx context.Context, st storage.Store, enc *codec.Encoder, m *Manifest) error {
 	summary, err := json.Marshal(m.BackupSummary)
 	if err != nil {
@@ -183,16 +207,11 @@ func PutManifest(ctx context.Context, st storage.Store, enc *codec.Encoder, m *M
 	if err := st.Put(ctx, SummaryKey(m.ID), summary, storage.PutOptions{}); err != nil {
 		return err
 	}
-	data, err := json.Marshal(m)
+	obj, err := EncodeManifest(enc, m)
 	if err != nil {
 		return err
 	}
-	var obj bytes.Buffer
-	h := codec.Header{Name: ManifestKey(m.ID), Size: int64(len(data)), Checksum: codec.Checksum(data)}
-	if err := enc.Encode(&obj, h, bytes.NewReader(data)); err != nil {
-		return err
-	}
-	return st.Put(ctx, ManifestKey(m.ID), obj.Bytes(), storage.PutOptions{IfNotExists: true})
+	return st.Put(ctx, ManifestKey(m.ID), obj, storage.PutOptions{IfNotExists: true})
 }
 
 // LoadSummary reads the summary of complete backup id: its summary.json,
