@@ -1,7 +1,6 @@
 package archiver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,7 +36,7 @@ type BackupOptions struct {
 }
 
 // DefaultObjectSize: big enough for efficient uploads, small enough that
-// memory (about jobs × 2 × this) stays low.
+// memory (at most jobs × 3 × this, see uploader) stays low.
 const DefaultObjectSize = 16 << 20
 
 // Backup takes a base backup of the running server whose data directory is
@@ -196,7 +195,7 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 			Parts: []catalog.Part{{Object: len(up.objects), Offset: int64(len(raw)), Length: int64(len(lf[1]))}}})
 		raw = append(raw, lf[1]...)
 	}
-	obj, err := storeObject(ctx, st, enc, catalog.DataKey(m.ID, len(up.objects)), raw, &bytes.Buffer{})
+	obj, err := storeObject(ctx, st, enc, catalog.DataKey(m.ID, len(up.objects)), raw)
 	if err != nil {
 		return nil, err
 	}

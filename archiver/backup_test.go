@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,6 +296,112 @@ func TestUploadFailureStopsWorkers(t *testing.T) {
 }
 
 type failingPuts struct{ brokenStore }
+
+// stalledPuts holds every upload until release is closed (or the upload's
+// context ends), counting how many wait at once.
+type stalledPuts struct {
+	brokenStore
+	release       chan struct{}
+	mu            sync.Mutex
+	waiting, peak int
+}
+
+func (s *stalledPuts) Put(ctx context.Context, _ string, _ []byte, _ storage.PutOptions) error {
+	s.mu.Lock()
+	s.waiting++
+	s.peak = max(s.peak, s.waiting)
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); s.waiting--; s.mu.Unlock() }()
+	select {
+	case <-s.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *stalledPuts) peakWaiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
+
+// TestCompressionGoesOnWhileUploadsWait: an object hands its compression
+// slot on once encoded, so slow uploads do not idle the cores, and the
+// uploads waiting at once stay bounded (2 × jobs encoded objects); when the
+// store hangs, cancelling the backup ends it with the cancellation.
+func TestCompressionGoesOnWhileUploadsWait(t *testing.T) {
+	pgdata, _ := fakeDataDir(t)
+	files, err := scanDataDir(pgdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := planObjects(files, 64<<10)
+	const jobs = 2
+	if len(sizes) < 3*jobs {
+		t.Fatalf("the fake data directory makes %d objects, the test needs %d", len(sizes), 3*jobs)
+	}
+	st := &stalledPuts{release: make(chan struct{})}
+	up := newUploader(st, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- up.run(ctx, jobs) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for st.peakWaiting() < 2*jobs && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // would more uploads start?
+	if p := st.peakWaiting(); p != 2*jobs {
+		t.Errorf("%d uploads waited at once, want %d (more than jobs: compression went on; no more: memory stays bounded)", p, 2*jobs)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("run: %v, want the cancellation", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run hung on a stalled store after it was cancelled")
+	}
+}
+
+// TestSlowUploadsAllComplete: with uploads slower than compression every
+// object is still stored, each exactly once.
+func TestSlowUploadsAllComplete(t *testing.T) {
+	pgdata, _ := fakeDataDir(t)
+	files, err := scanDataDir(pgdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := planObjects(files, 64<<10)
+	st := &slowPuts{stored: map[string]int{}}
+	up := newUploader(st, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
+	if err := up.run(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	for n, o := range up.objects {
+		if st.stored[o.Key] != 1 || o.Key != catalog.DataKey("20261125T130405Z", n) || o.StoredSize == 0 {
+			t.Errorf("object %d: key %q stored %d times, %d bytes", n, o.Key, st.stored[o.Key], o.StoredSize)
+		}
+	}
+	if len(st.stored) != len(sizes) {
+		t.Errorf("%d objects stored, %d planned", len(st.stored), len(sizes))
+	}
+}
+
+type slowPuts struct {
+	brokenStore
+	mu     sync.Mutex
+	stored map[string]int
+}
+
+func (s *slowPuts) Put(_ context.Context, key string, _ []byte, _ storage.PutOptions) error {
+	time.Sleep(5 * time.Millisecond)
+	s.mu.Lock()
+	s.stored[key]++
+	s.mu.Unlock()
+	return nil
+}
 
 // Unlogged relations keep only their init fork, in the main data directory
 // and in tablespaces; logged relations and other files are untouched.

@@ -26,8 +26,11 @@ type partRef struct {
 }
 
 // uploader reads the planned objects from the data directory and stores
-// them, jobs at a time. Memory: each worker holds one object's original
-// bytes and its encoded form, so about jobs × 2 × object size.
+// them. Up to jobs objects are read and compressed at a time; an object
+// gives its compression slot back as soon as it is encoded, so the cores
+// keep compressing while earlier objects are being uploaded (and confirmed).
+// Memory: jobs objects' original bytes, and up to 2 × jobs encoded objects
+// waiting for or in their upload, so at most 3 × jobs × object size.
 type uploader struct {
 	st      storage.Store
 	enc     *codec.Encoder
@@ -65,16 +68,22 @@ func newUploader(st storage.Store, enc *codec.Encoder, id, pgdata string, files 
 }
 
 // run stores every object. Objects start in order, which keeps the ordered
-// hashing of files that span objects free of deadlock: the oldest running
-// object never waits for a younger one.
+// hashing of files that span objects free of deadlock: the oldest object
+// being read never waits for a younger one.
 func (u *uploader) run(ctx context.Context, jobs int) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
+	var g errgroup.Group
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stop := context.AfterFunc(gctx, u.hashes.abort)
 	defer stop()
-	bufs := make(chan *workBuf, jobs)
+	// The two buffer pools are the limits: raws bounds the objects being
+	// read and compressed, encs those encoded and not yet stored.
+	raws := make(chan []byte, jobs)
+	encs := make(chan *bytes.Buffer, 2*jobs)
 	for range jobs {
-		bufs <- &workBuf{}
+		raws <- nil
+		encs <- &bytes.Buffer{}
+		encs <- &bytes.Buffer{}
 	}
 	for n := range u.objects {
 		if gctx.Err() != nil {
@@ -83,18 +92,24 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 		// The disk reads the next objects while the workers compress and
 		// upload: the kernel's page cache holds them, not our memory.
 		u.readAhead(n + readAheadObjects(jobs))
-		wb := <-bufs
+		enc := <-encs
+		raw := <-raws
 		g.Go(func() error {
-			defer func() { bufs <- wb }()
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			err := u.fill(n, wb)
+			defer func() { encs <- enc }()
+			err := gctx.Err()
 			if err == nil {
-				err = u.put(gctx, n, wb)
+				raw, err = u.fill(n, raw)
+			}
+			if err == nil {
+				err = u.encode(n, raw, enc)
+			}
+			raws <- raw // the next object may be read and compressed now
+			if err == nil {
+				err = u.put(gctx, n, enc.Bytes())
 			}
 			if err != nil && !errors.Is(err, errAborted) {
 				u.fail(err)
+				cancel()
 			}
 			return err
 		})
@@ -121,25 +136,21 @@ func (u *uploader) fail(err error) {
 	u.hashes.abort()
 }
 
-type workBuf struct {
-	raw []byte
-	enc bytes.Buffer
-}
-
-// fill reads object n's parts into wb.raw and feeds each file's checksum.
-func (u *uploader) fill(n int, wb *workBuf) error {
+// fill reads object n's parts into raw (grown to the object's size, and
+// returned) and feeds each file's checksum.
+func (u *uploader) fill(n int, raw []byte) ([]byte, error) {
 	size := u.objects[n].Size
-	if int64(cap(wb.raw)) < size {
-		wb.raw = make([]byte, size)
+	if int64(cap(raw)) < size {
+		raw = make([]byte, size)
 	}
-	wb.raw = wb.raw[:size]
+	raw = raw[:size]
 	for _, r := range u.parts[n] {
 		f := &u.files[r.file]
 		p := f.Parts[r.part]
-		seg := wb.raw[p.Offset : p.Offset+p.Length]
+		seg := raw[p.Offset : p.Offset+p.Length]
 		gone, err := readPart(filepath.Join(u.pgdata, filepath.FromSlash(f.Path)), r.fileOff, seg)
 		if err != nil {
-			return err
+			return raw, err
 		}
 		if gone {
 			u.vanished[r.file].Store(true)
@@ -149,10 +160,10 @@ func (u *uploader) fill(n int, wb *workBuf) error {
 			f.Parts[r.part].Checksum = codec.Checksum(seg)
 		}
 		if err := u.hashes.write(r.file, r.part, r.part == len(f.Parts)-1, seg); err != nil {
-			return err
+			return raw, err
 		}
 	}
-	return nil
+	return raw, nil
 }
 
 // readPart reads len(dst) bytes at off. PostgreSQL changes files during an
@@ -177,29 +188,40 @@ func readPart(path string, off int64, dst []byte) (gone bool, err error) {
 	return false, nil
 }
 
-// put encodes object n from wb.raw and stores it.
-func (u *uploader) put(ctx context.Context, n int, wb *workBuf) error {
-	obj, err := storeObject(ctx, u.st, u.enc, catalog.DataKey(u.id, n), wb.raw, &wb.enc)
-	if err != nil {
+// encode turns object n's original bytes into its stored form in buf.
+func (u *uploader) encode(n int, raw []byte, buf *bytes.Buffer) (err error) {
+	u.objects[n], err = encodeObject(u.enc, catalog.DataKey(u.id, n), raw, buf)
+	return err
+}
+
+// put stores object n, encoded by encode.
+func (u *uploader) put(ctx context.Context, n int, obj []byte) error {
+	if err := u.st.Put(ctx, u.objects[n].Key, obj, storage.PutOptions{}); err != nil {
 		return err
 	}
-	u.objects[n] = obj
-	u.stored.Add(obj.StoredSize)
-	u.done.Add(obj.Size)
+	u.stored.Add(u.objects[n].StoredSize)
+	u.done.Add(u.objects[n].Size)
 	return nil
 }
 
-// storeObject encodes raw with its header and stores it under key.
-func storeObject(ctx context.Context, st storage.Store, enc *codec.Encoder, key string, raw []byte, buf *bytes.Buffer) (catalog.BackupObject, error) {
+// encodeObject encodes raw, to be stored under key, with its header into buf.
+func encodeObject(enc *codec.Encoder, key string, raw []byte, buf *bytes.Buffer) (catalog.BackupObject, error) {
 	h := codec.Header{Name: key, Size: int64(len(raw)), Checksum: codec.Checksum(raw)}
 	buf.Reset()
 	if err := enc.Encode(buf, h, bytes.NewReader(raw)); err != nil {
 		return catalog.BackupObject{}, err
 	}
-	if err := st.Put(ctx, key, buf.Bytes(), storage.PutOptions{}); err != nil {
-		return catalog.BackupObject{}, err
-	}
 	return catalog.BackupObject{Key: key, Size: h.Size, StoredSize: int64(buf.Len()), Checksum: h.Checksum}, nil
+}
+
+// storeObject encodes raw and stores it under key.
+func storeObject(ctx context.Context, st storage.Store, enc *codec.Encoder, key string, raw []byte) (catalog.BackupObject, error) {
+	var buf bytes.Buffer
+	obj, err := encodeObject(enc, key, raw, &buf)
+	if err != nil {
+		return obj, err
+	}
+	return obj, st.Put(ctx, key, buf.Bytes(), storage.PutOptions{})
 }
 
 // hashOrder computes each file's checksum from parts that different workers
