@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/walship/walship/archiver"
@@ -17,7 +19,8 @@ import (
 )
 
 // config holds the settings every command shares. Each flag has an
-// environment variable (envOf); a flag given on the command line wins.
+// environment variable (envOf, and commandEnv for one command's own
+// settings); a flag given on the command line wins.
 type config struct {
 	repo         string
 	s3           storage.S3Options
@@ -77,21 +80,72 @@ func (c *config) registerCommon(fs *pflag.FlagSet) {
 	fs.BoolVarP(&c.verbose, "verbose", "v", false, "log every file shipped or fetched")
 }
 
-// applyEnv fills every flag not given on the command line from its
+// commandEnv maps the settings of one command (by its path) to their
+// environment variables: what a scheduler or a Pod sets once. Flags that
+// name one run's object (a target, a backup ID, --json) have none.
+var commandEnv = map[string]map[string]string{
+	"walship backup": {
+		"jobs":             "WALSHIP_BACKUP_JOBS",
+		"fast-checkpoint":  "WALSHIP_BACKUP_FAST_CHECKPOINT",
+		"wal-timeout":      "WALSHIP_BACKUP_WAL_TIMEOUT",
+		"incomplete-grace": "WALSHIP_INCOMPLETE_GRACE",
+	},
+	"walship restore": {"jobs": "WALSHIP_RESTORE_JOBS"},
+	"walship verify":  {"jobs": "WALSHIP_VERIFY_JOBS"},
+	"walship retention": {
+		"recovery-window":  "WALSHIP_RETENTION_RECOVERY_WINDOW",
+		"keep":             "WALSHIP_RETENTION_KEEP",
+		"incomplete-grace": "WALSHIP_INCOMPLETE_GRACE",
+	},
+}
+
+// oneOf are flags that are alternatives: when one of them is given on the
+// command line, the environment sets none of them (a --keep given by hand
+// replaces a recovery window set in the environment, not adds to it).
+var oneOf = [][]string{{"recovery-window", "keep"}}
+
+// applyEnv fills every flag of cmd not given on the command line from its
 // environment variable, and names the variable when its value is invalid.
-func applyEnv(fs *pflag.FlagSet) error {
+func applyEnv(cmd *cobra.Command) error {
+	fs := cmd.Flags()
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { onCommandLine[f.Name] = true })
+	given := func(name string) bool {
+		for _, group := range oneOf {
+			if slices.Contains(group, name) {
+				return slices.ContainsFunc(group, func(n string) bool { return onCommandLine[n] })
+			}
+		}
+		return onCommandLine[name]
+	}
 	var errs []error
+	fromEnv := map[string]string{} // flag: the variable that set it
 	fs.VisitAll(func(f *pflag.Flag) {
-		env, ok := envOf[f.Name]
-		if !ok || f.Changed {
+		env, ok := commandEnv[cmd.CommandPath()][f.Name]
+		if !ok {
+			env, ok = envOf[f.Name]
+		}
+		if !ok || given(f.Name) {
 			return
 		}
 		if v, set := os.LookupEnv(env); set && v != "" {
-			if err := f.Value.Set(v); err != nil {
+			fromEnv[f.Name] = env
+			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("environment variable %s=%q is invalid for --%s: %v", env, v, f.Name, err))
 			}
 		}
 	})
+	for _, group := range oneOf {
+		var set []string
+		for _, name := range group {
+			if env, ok := fromEnv[name]; ok {
+				set = append(set, env)
+			}
+		}
+		if len(set) > 1 {
+			errs = append(errs, fmt.Errorf("the environment sets %s, which are alternatives: set one (or give one of them as a flag)", strings.Join(set, " and ")))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -75,7 +75,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return applyEnv(cmd.Flags())
+			return applyEnv(cmd)
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
