@@ -282,32 +282,24 @@ func ClaimBackupID(ctx context.Context, st storage.Store, t time.Time, info []by
 	return "", fmt.Errorf("no free backup ID for %s in %s", base, st)
 }
 
-// ListBackups returns the complete backups, oldest first, and how many
-// backups were started but never completed (killed or failed; their objects
-// wait for cleanup).
+// ListBackups returns the complete backups, oldest first, and the backups
+// that were started but never completed (killed or failed; their objects
+// wait for cleanup). It reads the backups' folders one level deep, never
+// their data objects: a repository of large backups holds millions.
 func ListBackups(ctx context.Context, st storage.Store) (complete []BackupSummary, incomplete []string, err error) {
-	objs, err := st.List(ctx, BackupPrefix)
+	ids, err := listBackupIDs(ctx, st)
 	if err != nil {
 		return nil, nil, err
 	}
-	seen := map[string]bool{} // ID -> has a manifest
-	var ids []string
-	for _, o := range objs {
-		id, rest, ok := strings.Cut(strings.TrimPrefix(o.Key, BackupPrefix), "/")
-		if !ok {
-			continue
-		}
-		if _, ok := seen[id]; !ok {
-			ids = append(ids, id)
-			seen[id] = false
-		}
-		if rest == "manifest.json" {
-			seen[id] = true
-		}
-	}
 	for _, id := range ids {
-		if !seen[id] {
-			incomplete = append(incomplete, id)
+		done, started, err := backupState(ctx, st, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !done {
+			if started {
+				incomplete = append(incomplete, id)
+			}
 			continue
 		}
 		s, err := loadSummary(ctx, st, id)
@@ -319,6 +311,35 @@ func ListBackups(ctx context.Context, st storage.Store) (complete []BackupSummar
 	// Real start times, not names, order backups.
 	sort.SliceStable(complete, func(i, j int) bool { return complete[i].StartTime.Before(complete[j].StartTime) })
 	return complete, incomplete, nil
+}
+
+// listBackupIDs names the folders under backups/, in order.
+func listBackupIDs(ctx context.Context, st storage.Store) ([]string, error) {
+	_, dirs, err := st.ListDir(ctx, BackupPrefix)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(dirs))
+	for _, d := range dirs {
+		ids = append(ids, strings.TrimSuffix(strings.TrimPrefix(d, BackupPrefix), "/"))
+	}
+	return ids, nil
+}
+
+// backupState reads the top of backup id's folder: complete when it holds
+// the manifest; started when it holds the claim. Neither: the backup was
+// deleted (the claim goes last, see DeleteBackup), and only empty folders
+// of a file:// repository remain.
+func backupState(ctx context.Context, st storage.Store, id string) (complete, started bool, err error) {
+	objs, _, err := st.ListDir(ctx, BackupPrefix+id+"/")
+	if err != nil {
+		return false, false, err
+	}
+	for _, o := range objs {
+		complete = complete || o.Key == ManifestKey(id)
+		started = started || o.Key == StartedKey(id)
+	}
+	return complete, started, nil
 }
 
 // DeleteBackup removes backup id: the manifest first, so that a deletion
@@ -362,42 +383,46 @@ type IncompleteBackup struct {
 
 // ListIncomplete returns the backups without a manifest, with the time of
 // their newest object: a running backup keeps writing, so that time (not
-// the start) tells a live backup from leftovers.
+// the start) tells a live backup from leftovers. Only the incomplete
+// backups are listed whole.
 func ListIncomplete(ctx context.Context, st storage.Store) ([]IncompleteBackup, error) {
-	objs, err := st.List(ctx, BackupPrefix)
+	ids, err := listBackupIDs(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*IncompleteBackup{}
-	complete := map[string]bool{}
-	var ids []string
-	for _, o := range objs {
-		id, rest, ok := strings.Cut(strings.TrimPrefix(o.Key, BackupPrefix), "/")
-		if !ok || !validID(id) {
-			continue
-		}
-		b := byID[id]
-		if b == nil {
-			b = &IncompleteBackup{ID: id}
-			byID[id] = b
-			ids = append(ids, id)
-		}
-		switch rest {
-		case "manifest.json":
-			complete[id] = true
-		case "started.json":
-			b.Started = o.ModTime.UTC()
-		}
-		b.Objects++
-		b.Size += o.Size
-		if o.ModTime.After(b.LastWrite) {
-			b.LastWrite = o.ModTime.UTC()
-		}
-	}
 	var out []IncompleteBackup
 	for _, id := range ids {
-		if !complete[id] {
-			out = append(out, *byID[id])
+		if !validID(id) {
+			continue
+		}
+		done, started, err := backupState(ctx, st, id)
+		if err != nil {
+			return nil, err
+		}
+		if done || !started {
+			continue
+		}
+		objs, err := st.List(ctx, BackupPrefix+id+"/")
+		if err != nil {
+			return nil, err
+		}
+		b := IncompleteBackup{ID: id}
+		for _, o := range objs {
+			if o.Key == ManifestKey(id) {
+				b = IncompleteBackup{} // completed while we listed
+				break
+			}
+			if o.Key == StartedKey(id) {
+				b.Started = o.ModTime.UTC()
+			}
+			b.Objects++
+			b.Size += o.Size
+			if o.ModTime.After(b.LastWrite) {
+				b.LastWrite = o.ModTime.UTC()
+			}
+		}
+		if b.ID != "" && b.Objects > 0 {
+			out = append(out, b)
 		}
 	}
 	return out, nil

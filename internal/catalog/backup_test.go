@@ -182,10 +182,70 @@ func readObject(t *testing.T, st storage.Store, key string) []byte {
 	return b
 }
 
-// countingStore counts reads of manifests.
+// countingStore counts reads of manifests, and the keys full listings return.
 type countingStore struct {
 	storage.Store
 	manifestGets atomic.Int64
+	listed       atomic.Int64
+}
+
+func (c *countingStore) List(ctx context.Context, prefix string) ([]storage.ObjectInfo, error) {
+	objs, err := c.Store.List(ctx, prefix)
+	c.listed.Add(int64(len(objs)))
+	return objs, err
+}
+
+// Listing backups reads their folders one level deep, never the data
+// objects (a large backup has hundreds of thousands); only an incomplete
+// backup is listed whole, for its size and last write. A deleted backup's
+// empty folders (file://) are no backup.
+func TestListingBackupsSkipsTheirData(t *testing.T) {
+	ctx := context.Background()
+	st := testStore(t)
+	start := time.Date(2026, 11, 25, 13, 4, 5, 0, time.UTC)
+	enc := &codec.Encoder{}
+	var ids []string
+	for i := range 3 {
+		id, err := ClaimBackupID(ctx, st, start.Add(time.Duration(i)*time.Hour), []byte("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		for n := range 50 {
+			st.Put(ctx, DataKey(id, n), []byte("data"), storage.PutOptions{})
+		}
+	}
+	for _, id := range ids[:2] { // the third stays incomplete
+		m := &Manifest{BackupSummary: BackupSummary{ID: id, Status: StatusComplete, WALSegmentSize: 16 << 20,
+			StartTime: start, StopTime: start.Add(time.Second)}}
+		if err := PutManifest(ctx, st, enc, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counting := &countingStore{Store: st}
+	list, incomplete, err := ListBackups(ctx, counting)
+	if err != nil || len(list) != 2 || !reflect.DeepEqual(incomplete, ids[2:]) {
+		t.Fatalf("list: %d complete, incomplete %v, %v", len(list), incomplete, err)
+	}
+	if n := counting.listed.Load(); n != 0 {
+		t.Errorf("listing backups listed %d objects in full", n)
+	}
+	inc, err := ListIncomplete(ctx, counting)
+	if err != nil || len(inc) != 1 || inc[0].ID != ids[2] || inc[0].Objects != 51 || inc[0].Started.IsZero() {
+		t.Fatalf("incomplete: %+v, %v", inc, err)
+	}
+	if n := counting.listed.Load(); n != 51 {
+		t.Errorf("listing incomplete backups listed %d objects, want the incomplete one's 51", n)
+	}
+	if err := DeleteBackup(ctx, st, ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	if list, incomplete, err := ListBackups(ctx, st); err != nil || len(list) != 2 || len(incomplete) != 0 {
+		t.Errorf("after deleting the incomplete one: %d complete, incomplete %v, %v", len(list), incomplete, err)
+	}
+	if inc, err := ListIncomplete(ctx, st); err != nil || len(inc) != 0 {
+		t.Errorf("incomplete after its deletion: %+v, %v", inc, err)
+	}
 }
 
 func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {

@@ -249,6 +249,44 @@ func (f *fileStore) List(ctx context.Context, prefix string) ([]ObjectInfo, erro
 	return out, nil
 }
 
+func (f *fileStore) ListDir(ctx context.Context, dir string) ([]ObjectInfo, []string, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	p := filepath.Join(f.root, filepath.FromSlash(dir))
+	entries, err := os.ReadDir(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil // nothing stored there yet
+	}
+	if err != nil {
+		return nil, nil, f.ioErr("list", p, err)
+	}
+	var objs []ObjectInfo
+	var subdirs []string
+	for _, e := range entries {
+		switch {
+		case e.IsDir():
+			subdirs = append(subdirs, dir+e.Name()+"/")
+		case e.Type().IsRegular() && !strings.HasPrefix(e.Name(), tmpPrefix):
+			info, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted while we listed
+			}
+			if err != nil {
+				return nil, nil, f.ioErr("list", p, err)
+			}
+			objs = append(objs, ObjectInfo{Key: dir + e.Name(), Size: info.Size(), ModTime: info.ModTime()})
+		}
+	}
+	// ReadDir sorts by name; "a/" must sort as the key prefix it is.
+	slices.SortFunc(objs, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	slices.Sort(subdirs)
+	return objs, subdirs, nil
+}
+
 func (f *fileStore) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err

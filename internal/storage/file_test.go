@@ -127,6 +127,41 @@ func testStoreContract(t *testing.T, s Store) {
 		t.Errorf("list everything: %s", got)
 	}
 
+	// ListDir: one level, objects and sub-folders, however deep the keys.
+	listDir := func(dir string) string {
+		t.Helper()
+		objs, dirs, err := s.ListDir(ctx, dir)
+		if err != nil {
+			t.Fatalf("list folder %q: %v", dir, err)
+		}
+		var out []string
+		for _, o := range objs {
+			if o.Size == 0 || o.ModTime.IsZero() {
+				t.Errorf("list folder %q: %+v has no size or time", dir, o)
+			}
+			out = append(out, o.Key)
+		}
+		return strings.Join(out, " ") + " | " + strings.Join(dirs, " ")
+	}
+	for dir, want := range map[string]string{
+		"wal/":                  "wal/00000002.history | wal/0000000100000000/ wal/0000000200000000/",
+		"wal/0000000100000000/": "wal/0000000100000000/000000010000000000000001 wal/0000000100000000/000000010000000000000002 | ",
+		"backups/":              " | backups/b1/",
+		"nothing/":              " | ",
+	} {
+		if got := listDir(dir); got != want {
+			t.Errorf("list folder %q:\n got %s\nwant %s", dir, got, want)
+		}
+	}
+	if got := listDir(""); got != " | backups/ fresh/ wal-other/ wal/" {
+		t.Errorf("list the top folder: %s", got)
+	}
+	for _, dir := range []string{"../", "wal", "/wal/"} {
+		if _, _, err := s.ListDir(ctx, dir); err == nil {
+			t.Errorf("list folder %q: accepted, want rejection (a folder is a relative key prefix ending in /)", dir)
+		}
+	}
+
 	// Delete, twice: the second is not an error.
 	for range 2 {
 		if err := s.Delete(ctx, key); err != nil {

@@ -23,6 +23,14 @@ func checkKey(key string) error {
 	return nil
 }
 
+// checkDir accepts "" (the top) or a valid prefix ending in "/".
+func checkDir(dir string) error {
+	if dir != "" && !strings.HasSuffix(dir, "/") {
+		return permanent(nil, "invalid storage folder %q: it must end with /", dir)
+	}
+	return checkPrefix(dir)
+}
+
 // checkPrefix accepts "" (everything), a key, or a key followed by "/".
 func checkPrefix(prefix string) error {
 	if prefix == "" {

@@ -106,6 +106,15 @@ func (r *retryStore) List(ctx context.Context, prefix string) ([]ObjectInfo, err
 	return infos, err
 }
 
+func (r *retryStore) ListDir(ctx context.Context, dir string) (objs []ObjectInfo, subdirs []string, err error) {
+	err = r.do(ctx, "list", dir, func(ctx context.Context) error {
+		var err error
+		objs, subdirs, err = r.inner.ListDir(ctx, dir)
+		return err
+	})
+	return objs, subdirs, err
+}
+
 func (r *retryStore) Delete(ctx context.Context, key string) error {
 	return r.do(ctx, "delete", key, func(ctx context.Context) error {
 		return r.inner.Delete(ctx, key)

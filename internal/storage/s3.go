@@ -410,6 +410,41 @@ func (s *s3Store) List(ctx context.Context, prefix string) ([]ObjectInfo, error)
 	return out, nil
 }
 
+func (s *s3Store) ListDir(ctx context.Context, dir string) ([]ObjectInfo, []string, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, nil, err
+	}
+	if err := s.ready(ctx); err != nil {
+		return nil, nil, err
+	}
+	var objs []ObjectInfo
+	var subdirs []string
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket:    aws.String(s.bucket),
+		Prefix:    aws.String(s.prefix + dir),
+		Delimiter: aws.String("/"),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, nil, s.mapErr("list", dir, err)
+		}
+		for _, o := range page.Contents {
+			key := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			if key == dir {
+				continue // a "folder" marker some tools create, not an object
+			}
+			objs = append(objs, ObjectInfo{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+		}
+		for _, p := range page.CommonPrefixes {
+			subdirs = append(subdirs, strings.TrimPrefix(aws.ToString(p.Prefix), s.prefix))
+		}
+	}
+	slices.SortFunc(objs, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	slices.Sort(subdirs)
+	return objs, subdirs, nil
+}
+
 func (s *s3Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err

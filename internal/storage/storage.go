@@ -48,6 +48,10 @@ type Store interface {
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	// List returns every object whose key starts with prefix, sorted by key.
 	List(ctx context.Context, prefix string) ([]ObjectInfo, error)
+	// ListDir returns the objects directly under dir (a prefix ending in
+	// "/", or "" for the top), and the sub-folders under it (each ending
+	// in "/"), sorted by key: one level, however many objects lie deeper.
+	ListDir(ctx context.Context, dir string) (objs []ObjectInfo, subdirs []string, err error)
 	// Delete removes an object; deleting a missing object is not an error.
 	Delete(ctx context.Context, key string) error
 	// String names the location for messages (never includes credentials).

@@ -50,6 +50,13 @@ func (t *timeoutStore) List(parent context.Context, prefix string) ([]ObjectInfo
 	return infos, t.explain(parent, ctx, "list", prefix, err)
 }
 
+func (t *timeoutStore) ListDir(parent context.Context, dir string) ([]ObjectInfo, []string, error) {
+	ctx, cancel := context.WithTimeout(parent, t.d)
+	defer cancel()
+	objs, subdirs, err := t.inner.ListDir(ctx, dir)
+	return objs, subdirs, t.explain(parent, ctx, "list", dir, err)
+}
+
 func (t *timeoutStore) Delete(parent context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(parent, t.d)
 	defer cancel()
