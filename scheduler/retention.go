@@ -287,10 +287,10 @@ func Apply(ctx context.Context, st storage.Store, plan *Plan, log *slog.Logger) 
 			return fmt.Errorf("deleting backup %s: %w", b.ID, err)
 		}
 	}
-	for _, key := range plan.WAL {
-		log.Info("deleting WAL", "key", key)
-		if err := st.Delete(ctx, key); err != nil {
-			return fmt.Errorf("deleting %s: %w", key, err)
+	if len(plan.WAL) > 0 {
+		log.Info("deleting WAL", "files", len(plan.WAL), "first", plan.WAL[0], "last", plan.WAL[len(plan.WAL)-1])
+		if err := storage.DeleteAll(ctx, st, plan.WAL); err != nil {
+			return fmt.Errorf("deleting expired WAL: %w", err)
 		}
 	}
 	for _, b := range plan.Incomplete {

@@ -359,13 +359,14 @@ func DeleteBackup(ctx context.Context, st storage.Store, id string) error {
 	if err := st.Delete(ctx, ManifestKey(id)); err != nil {
 		return err
 	}
+	var rest []string
 	for _, o := range objs {
-		if o.Key == ManifestKey(id) || o.Key == StartedKey(id) {
-			continue
+		if o.Key != ManifestKey(id) && o.Key != StartedKey(id) {
+			rest = append(rest, o.Key)
 		}
-		if err := st.Delete(ctx, o.Key); err != nil {
-			return err
-		}
+	}
+	if err := storage.DeleteAll(ctx, st, rest); err != nil {
+		return err
 	}
 	// The claim goes last: until then the leftovers are listed as incomplete.
 	return st.Delete(ctx, StartedKey(id))

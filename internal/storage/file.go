@@ -300,3 +300,15 @@ func (f *fileStore) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+func (f *fileStore) DeleteMany(ctx context.Context, keys []string) error {
+	if len(keys) > MaxDeleteBatch {
+		return permanent(nil, "%d keys in one batch delete, the most is %d", len(keys), MaxDeleteBatch)
+	}
+	for _, k := range keys {
+		if err := f.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

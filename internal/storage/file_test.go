@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -170,6 +171,39 @@ func testStoreContract(t *testing.T, s Store) {
 	}
 	if _, err := s.Stat(ctx, key); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("stat after delete: %v", err)
+	}
+
+	// DeleteMany: present and missing keys alike; DeleteAll splits a long
+	// list into batches.
+	var many []string
+	for i := range 2*MaxDeleteBatch + 5 {
+		many = append(many, fmt.Sprintf("many/%05d", i))
+	}
+	for _, k := range many[:20] {
+		if err := put(k, "x", PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := put(many[len(many)-1], "x", PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMany(ctx, many); err == nil {
+		t.Errorf("DeleteMany of %d keys: accepted, the most is %d", len(many), MaxDeleteBatch)
+	}
+	if err := s.DeleteMany(ctx, many[:10]); err != nil {
+		t.Fatalf("delete many: %v", err)
+	}
+	if got := listKeys("many/"); got != strings.Join(append(many[10:20:20], many[len(many)-1]), " ") {
+		t.Errorf("after deleting 10: %s", got)
+	}
+	if err := DeleteAll(ctx, s, many); err != nil {
+		t.Fatalf("delete all: %v", err)
+	}
+	if got := listKeys("many/"); got != "" {
+		t.Errorf("after deleting all: %s", got)
+	}
+	if err := s.DeleteMany(ctx, []string{"ok", "../x"}); err == nil {
+		t.Error("DeleteMany with a bad key: accepted")
 	}
 
 	// Keys cannot escape the root; such errors are not retried.

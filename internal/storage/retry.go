@@ -121,6 +121,16 @@ func (r *retryStore) Delete(ctx context.Context, key string) error {
 	})
 }
 
+func (r *retryStore) DeleteMany(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	// Deleting again what is gone already is harmless: retry the batch.
+	return r.do(ctx, "delete", keys[0], func(ctx context.Context) error {
+		return r.inner.DeleteMany(ctx, keys)
+	})
+}
+
 func plural(n int) string {
 	if n == 1 {
 		return ""

@@ -29,6 +29,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"golang.org/x/sync/errgroup"
 )
 
 // noCredentials is the whole advice for a credential chain that found nothing.
@@ -48,6 +49,9 @@ type s3Store struct {
 	// costs a fraction of MD5's CPU, which matters at hundreds of MB/s.
 	crc32c atomic.Int32
 	probe  sync.Once // asks the store who it is before the first put
+	// oneByOne: the store refused a DeleteObjects request (some
+	// S3-compatible stores lack it); delete one object per request.
+	oneByOne atomic.Bool
 }
 
 const (
@@ -460,4 +464,85 @@ func (s *s3Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	return nil
+}
+
+// DeleteMany sends one DeleteObjects request. A store without it gets one
+// DeleteObject per key, deleteInFlight at a time, from then on; so does a
+// store configured for MD5 checksums, since DeleteObjects must carry a
+// checksum and the SDK sends CRC32, which such stores may not know.
+func (s *s3Store) DeleteMany(ctx context.Context, keys []string) error {
+	if len(keys) > MaxDeleteBatch {
+		return permanent(nil, "%d keys in one batch delete, the most is %d", len(keys), MaxDeleteBatch)
+	}
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	if s.opts.Checksum != "md5" && !s.oneByOne.Load() {
+		err := s.deleteObjects(ctx, keys)
+		if !noBatchDelete(err) {
+			return err
+		}
+		s.oneByOne.Store(true)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(deleteInFlight)
+	for _, k := range keys {
+		g.Go(func() error { return s.Delete(gctx, k) })
+	}
+	return g.Wait()
+}
+
+// deleteInFlight: concurrent single deletes on a store without DeleteObjects.
+const deleteInFlight = 16
+
+func (s *s3Store) deleteObjects(ctx context.Context, keys []string) error {
+	ids := make([]types.ObjectIdentifier, len(keys))
+	for i, k := range keys {
+		ids[i] = types.ObjectIdentifier{Key: aws.String(s.prefix + k)}
+	}
+	out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+		Bucket: aws.String(s.bucket),
+		// Quiet: the answer lists only the keys that failed.
+		Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+	})
+	if noBatchDelete(err) {
+		return err // DeleteMany falls back
+	}
+	if err != nil {
+		return s.mapErr("delete", fmt.Sprintf("%s (and %d more)", keys[0], len(keys)-1), err)
+	}
+	for _, e := range out.Errors {
+		code := aws.ToString(e.Code)
+		if code == "NoSuchKey" {
+			continue
+		}
+		err := fmt.Errorf("delete %s: %s: %s (%d of %d keys failed)", s.url(strings.TrimPrefix(aws.ToString(e.Key), s.prefix)),
+			code, aws.ToString(e.Message), len(out.Errors), len(keys))
+		if code == "AccessDenied" {
+			return permanent(err, "no permission to delete in %s: grant s3:DeleteObject", s)
+		}
+		// InternalError, SlowDown, ...: retried like a failed request;
+		// deleting again what is gone is harmless.
+		return err
+	}
+	return nil
+}
+
+// noBatchDelete tells a store that lacks DeleteObjects (or wants the
+// Content-MD5 the SDK no longer sends) from other failures.
+func noBatchDelete(err error) bool {
+	if err == nil {
+		return false
+	}
+	code, status := codes(err)
+	return status == http.StatusNotImplemented || status == http.StatusMethodNotAllowed ||
+		code == "NotImplemented" || code == "MethodNotAllowed" || code == "MissingContentMD5"
 }

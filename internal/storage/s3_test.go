@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,6 +186,41 @@ func TestS3(t *testing.T) {
 				if got := sentChecksum(c.rec.put); got != c.want {
 					t.Errorf("hidden Server header %v, put %d: sent %s, want %s", c.rec.hideServer, i, got, c.want)
 				}
+			}
+		}
+	})
+
+	t.Run("batch deletes, and one by one where DeleteObjects is missing", func(t *testing.T) {
+		var keys []string
+		for i := range 1500 {
+			keys = append(keys, fmt.Sprintf("%04d", i))
+		}
+		for _, c := range []struct {
+			name             string
+			rec              *recordingClient
+			batches, singles int32
+		}{
+			{"batch", &recordingClient{}, 2, 0},
+			{"nobatch", &recordingClient{noBatchDelete: true}, 1, 1500}, // refused once, then never asked again
+		} {
+			s := recordedStore(t, S3Options{Endpoint: m.Endpoint, PathStyle: true}, "del-"+c.name, c.rec)
+			for _, k := range keys[:1200] { // the rest are missing: no error either
+				if err := s.Put(ctx, k, []byte("x"), PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := DeleteAll(ctx, s, keys); err != nil {
+				t.Fatalf("%s: delete all: %v", c.name, err)
+			}
+			left := 0
+			for range mc.ListObjects(ctx, "walship", minio.ListObjectsOptions{Prefix: "del-" + c.name + "/", Recursive: true}) {
+				left++
+			}
+			if left != 0 {
+				t.Errorf("%s: %d objects left in the bucket", c.name, left)
+			}
+			if b, d := c.rec.batchDeletes.Load(), c.rec.deletes.Load(); b != c.batches || d != c.singles {
+				t.Errorf("%s: %d DeleteObjects and %d DeleteObject requests, want %d and %d", c.name, b, d, c.batches, c.singles)
 			}
 		}
 	})
@@ -511,12 +547,29 @@ type recordingClient struct {
 	next           s3.HTTPClient
 	dropCRC32CEcho bool
 	hideServer     bool
+	// noBatchDelete answers DeleteObjects with 501 Not Implemented, as
+	// some S3-compatible stores do; batchDeletes and deletes count the
+	// DeleteObjects and DeleteObject requests.
+	noBatchDelete         bool
+	batchDeletes, deletes atomic.Int32
 }
 
 func (r *recordingClient) Do(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodPut {
 		r.put = req.Header.Clone()
 		r.puts = append(r.puts, r.put)
+	}
+	if req.Method == http.MethodDelete {
+		r.deletes.Add(1)
+	}
+	if req.Method == http.MethodPost && req.URL.Query().Has("delete") {
+		r.batchDeletes.Add(1)
+		if r.noBatchDelete {
+			body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented</Message></Error>`
+			return &http.Response{StatusCode: http.StatusNotImplemented, Status: "501 Not Implemented", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)),
+				ContentLength: int64(len(body)), Request: req}, nil
+		}
 	}
 	resp, err := r.next.Do(req)
 	if err == nil && r.dropCRC32CEcho && req.Method == http.MethodHead {

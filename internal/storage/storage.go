@@ -54,6 +54,27 @@ type Store interface {
 	ListDir(ctx context.Context, dir string) (objs []ObjectInfo, subdirs []string, err error)
 	// Delete removes an object; deleting a missing object is not an error.
 	Delete(ctx context.Context, key string) error
+	// DeleteMany removes up to MaxDeleteBatch objects, in one request where
+	// the store allows it; missing objects are not an error.
+	DeleteMany(ctx context.Context, keys []string) error
 	// String names the location for messages (never includes credentials).
 	String() string
+}
+
+// MaxDeleteBatch is the most keys one DeleteMany takes: S3's limit for
+// one DeleteObjects request.
+const MaxDeleteBatch = 1000
+
+// DeleteAll removes keys, MaxDeleteBatch at a time, batch after batch in
+// the order given: deleting a backup's or a year's WAL objects one request
+// each would take hours on a large repository.
+func DeleteAll(ctx context.Context, st Store, keys []string) error {
+	for len(keys) > 0 {
+		n := min(len(keys), MaxDeleteBatch)
+		if err := st.DeleteMany(ctx, keys[:n]); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
 }

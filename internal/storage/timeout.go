@@ -63,6 +63,15 @@ func (t *timeoutStore) Delete(parent context.Context, key string) error {
 	return t.explain(parent, ctx, "delete", key, t.inner.Delete(ctx, key))
 }
 
+func (t *timeoutStore) DeleteMany(parent context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(parent, t.d)
+	defer cancel()
+	return t.explain(parent, ctx, "delete", keys[0], t.inner.DeleteMany(ctx, keys))
+}
+
 // Get keeps the context alive until the body is closed. When the deadline
 // passes first, the body is closed underneath the reader, which unblocks a
 // Read stuck on a silent network peer (or any backend that honours Close).
