@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -100,10 +99,7 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 		return nil, fmt.Errorf("no complete backup in %s to verify: see walship backup list", st)
 	}
 	rep := &VerifyReport{Backups: []BackupCheck{}, OK: true}
-	present, err := listSegments(ctx, st)
-	if err != nil {
-		return nil, err
-	}
+	var arch *catalog.Archive // the same for every backup of the repository
 	for _, b := range chosen {
 		m, err := catalog.LoadManifest(ctx, st, dec, b.ID)
 		if errors.Is(err, codec.ErrCorrupt) {
@@ -120,16 +116,17 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 		if err := checkKey(m, dec); err != nil {
 			return nil, err
 		}
-		arch, err := catalog.LoadArchive(ctx, st, dec, m.WALSegmentSize)
-		if err != nil {
-			return nil, err
+		if arch == nil || arch.SegSize != m.WALSegmentSize {
+			if arch, err = catalog.LoadArchive(ctx, st, dec, m.WALSegmentSize); err != nil {
+				return nil, err
+			}
 		}
 		o.Log.Info("verifying", "backup", m.ID, "objects", len(m.Objects), "files", len(m.Files))
 		c, err := verifyData(ctx, st, dec, m, o.Jobs, o.Budget, o.Log)
 		if err != nil {
 			return nil, err
 		}
-		c.WALFrom, c.WALTo, c.Segments, c.Problems = verifyWAL(m.BackupSummary, arch, present, o.ToLatest, c.Problems)
+		c.WALFrom, c.WALTo, c.Segments, c.Problems = verifyWAL(m.BackupSummary, arch, o.ToLatest, c.Problems)
 		if len(c.Problems) > 0 {
 			rep.OK = false
 		} else {
@@ -166,27 +163,6 @@ func chooseToVerify(list []catalog.BackupSummary, id string) ([]catalog.BackupSu
 	return nil, fmt.Errorf("no complete backup %s: see walship backup list", id)
 }
 
-// listSegments lists the archived WAL segments: timeline -> segment number.
-func listSegments(ctx context.Context, st storage.Store) (map[uint32]map[uint64]bool, error) {
-	objs, err := st.List(ctx, catalog.WALPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing the archived WAL: %w", err)
-	}
-	out := map[uint32]map[uint64]bool{}
-	for _, o := range objs {
-		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
-		if pg.KindOf(name) != pg.KindSegment {
-			continue
-		}
-		s, _ := pg.ParseSegmentName(name)
-		if out[s.Timeline] == nil {
-			out[s.Timeline] = map[uint64]bool{}
-		}
-		out[s.Timeline][segNo(s)] = true
-	}
-	return out, nil
-}
-
 // segNo numbers segments independently of their size: log id and index.
 func segNo(s pg.Segment) uint64 { return uint64(s.LogID)<<32 | uint64(s.Seg) }
 
@@ -199,8 +175,8 @@ type segRange struct {
 // verifyWAL checks that every segment from the backup's start to its stop
 // (or, with toLatest, to the newest segment archived along the latest
 // timeline descending from the backup) is archived.
-func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, present map[uint32]map[uint64]bool, toLatest bool, problems []Problem) (from, to string, count int, _ []Problem) {
-	ranges, err := walRanges(b, arch, present, toLatest)
+func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool, problems []Problem) (from, to string, count int, _ []Problem) {
+	ranges, err := walRanges(b, arch, toLatest)
 	if err != nil {
 		return "", "", 0, append(problems, Problem{Backup: b.ID, Kind: ProblemManifest, Name: "start/stop WAL", Detail: err.Error()})
 	}
@@ -229,7 +205,7 @@ func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, present map[uint3
 		}
 		for s := r.first; segNo(s) <= segNo(r.last); s = s.Next(arch.SegSize) {
 			count++
-			if !present[r.tli][segNo(s)] {
+			if !arch.Has(pg.Segment{Timeline: r.tli, LogID: s.LogID, Seg: s.Seg}) {
 				missing = append(missing, s)
 			} else {
 				flush()
@@ -243,7 +219,7 @@ func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, present map[uint3
 // walRanges lists the segments recovery from b reads, per timeline. A
 // switch to a new timeline at LSN X means the new timeline's segments from
 // X's segment on (PostgreSQL reads the newest timeline that has begun).
-func walRanges(b catalog.BackupSummary, arch *catalog.Archive, present map[uint32]map[uint64]bool, toLatest bool) ([]segRange, error) {
+func walRanges(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool) ([]segRange, error) {
 	start, err := pg.ParseSegmentName(b.StartWAL)
 	if err != nil {
 		return nil, err
@@ -289,7 +265,11 @@ func walRanges(b catalog.BackupSummary, arch *catalog.Archive, present map[uint3
 			end := pg.SegmentOf(tli, begins[k+1], arch.SegSize)
 			last = prevSegment(end, arch.SegSize)
 		} else {
-			last = newest(tli, present, first, arch.SegSize)
+			first.Timeline = tli
+			var ok bool
+			if last, ok = arch.Newest(first); !ok {
+				last = prevSegment(first, arch.SegSize) // nothing archived: an empty range
+			}
 			if k == 0 && segNo(last) < segNo(stop) {
 				last = stop // the backup's own WAL is needed even when missing
 			}
@@ -310,21 +290,6 @@ func prevSegment(s pg.Segment, segSize uint32) pg.Segment {
 		s.Seg = pg.SegmentsPerLog(segSize) - 1
 	}
 	return s
-}
-
-// newest is the newest archived segment of tli at or after first; when
-// there is none, the segment before first (an empty range).
-func newest(tli uint32, present map[uint32]map[uint64]bool, first pg.Segment, segSize uint32) pg.Segment {
-	best, found := uint64(0), false
-	for n := range present[tli] {
-		if n >= segNo(first) && (!found || n > best) {
-			best, found = n, true
-		}
-	}
-	if !found {
-		return prevSegment(first, segSize)
-	}
-	return pg.Segment{Timeline: tli, LogID: uint32(best >> 32), Seg: uint32(best)}
 }
 
 // verifyData downloads every object of m and checks objects and files.

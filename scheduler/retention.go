@@ -138,18 +138,13 @@ func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p 
 	if len(list) > 0 {
 		segSize = list[0].WALSegmentSize
 	}
-	walObjs, err := st.List(ctx, catalog.WALPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing the archived WAL: %w", err)
-	}
-	arch, err := catalog.LoadArchive(ctx, st, dec, segSize)
-	if err != nil {
-		return nil, err
-	}
-	var rest []storage.ObjectInfo
+	// One pass over the archive, a folder at a time: each object is kept
+	// or listed for deletion as it comes, and only the kept ones make up
+	// the archive that remains.
+	after := catalog.NewArchive(segSize, nil)
 	unknown := map[uint32]bool{}
 	running := runningSince(plan.IncompleteKept)
-	for _, o := range walObjs {
+	arch, err := catalog.WalkArchive(ctx, st, dec, segSize, func(arch *catalog.Archive, o storage.ObjectInfo) error {
 		keep, why := keepWAL(o.Key, plan.Kept, arch)
 		if !running.IsZero() && !o.ModTime.Before(running) {
 			keep, why = true, 0
@@ -159,13 +154,16 @@ func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p 
 			plan.Warnings = append(plan.Warnings, fmt.Sprintf("the history of timeline %d cannot be read (encrypted without the key, or missing): its WAL is kept", why))
 		}
 		if keep {
-			rest = append(rest, o)
+			after.Add(o)
 			plan.WALKept++
-			continue
+		} else {
+			plan.WAL = append(plan.WAL, o.Key)
 		}
-		plan.WAL = append(plan.WAL, o.Key)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	after := catalog.NewArchive(segSize, rest)
 	after.History = arch.History
 	plan.Windows = after.Windows(byStart(plan.Kept))
 	if plan.Windows == nil {

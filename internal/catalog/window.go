@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
@@ -58,53 +61,175 @@ type HistoryEntry struct {
 	Switch uint64
 }
 
-// Archive is what the repository holds of WAL: every segment by timeline,
-// and the timelines' histories.
+// Archive is what the repository holds of WAL: the runs of consecutive
+// segments of each timeline, and the timelines' histories. Runs, not
+// segments, so memory follows the gaps in the archive, not its length.
 type Archive struct {
 	SegSize  uint32
-	segments map[uint32]map[uint64]storage.ObjectInfo // timeline -> segment number -> object
-	History  map[uint32][]HistoryEntry                // timeline -> its ancestors, oldest first
+	segments map[uint32][]segRun       // timeline -> runs, by first segment
+	History  map[uint32][]HistoryEntry // timeline -> its ancestors, oldest first
+}
+
+// segRun is segments first..last (numbers: start LSN / segment size), all
+// archived; last is the object of the last one.
+type segRun struct {
+	first, last uint64
+	lastObj     storage.ObjectInfo
+}
+
+// walFoldersAtOnce is how many folders of wal/ are listed concurrently.
+const walFoldersAtOnce = 8
+
+// WalkWAL lists the archived WAL one folder at a time, in key order, and
+// hands each folder's objects to fn, the history files at the top of wal/
+// first. Memory holds a few folders (a folder is 4 GiB of WAL: 256 segments
+// of 16 MiB), not the archive, and every listing is one short store call
+// however long the archive grows.
+func WalkWAL(ctx context.Context, st storage.Store, fn func([]storage.ObjectInfo) error) error {
+	top, dirs, err := st.ListDir(ctx, WALPrefix)
+	if err != nil {
+		return fmt.Errorf("listing the archived WAL: %w", err)
+	}
+	if err := fn(top); err != nil {
+		return err
+	}
+	for len(dirs) > 0 {
+		batch := dirs[:min(len(dirs), walFoldersAtOnce)]
+		dirs = dirs[len(batch):]
+		listed := make([][]storage.ObjectInfo, len(batch))
+		g, gctx := errgroup.WithContext(ctx)
+		for i, d := range batch {
+			g.Go(func() error {
+				objs, _, err := st.ListDir(gctx, d)
+				listed[i] = objs
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return fmt.Errorf("listing the archived WAL: %w", err)
+		}
+		for _, objs := range listed {
+			if err := fn(objs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // LoadArchive lists the repository's WAL and reads its history files.
 func LoadArchive(ctx context.Context, st storage.Store, dec *codec.Decoder, segSize uint32) (*Archive, error) {
-	objs, err := st.List(ctx, WALPrefix)
+	return WalkArchive(ctx, st, dec, segSize, nil)
+}
+
+// WalkArchive is LoadArchive that also shows visit every object of wal/,
+// once the archive knows every timeline's history (the history files are
+// listed and read first) and while it is still being filled in.
+func WalkArchive(ctx context.Context, st storage.Store, dec *codec.Decoder, segSize uint32,
+	visit func(*Archive, storage.ObjectInfo) error) (*Archive, error) {
+	a := NewArchive(segSize, nil)
+	err := WalkWAL(ctx, st, func(objs []storage.ObjectInfo) error {
+		for _, o := range objs {
+			name := strings.TrimPrefix(o.Key, WALPrefix)
+			if pg.KindOf(name) != pg.KindHistory {
+				continue
+			}
+			tli, _ := strconv.ParseUint(name[:8], 16, 32)
+			entries, err := loadHistory(ctx, st, dec, o.Key)
+			if err != nil {
+				return err
+			}
+			if entries != nil {
+				a.History[uint32(tli)] = entries
+			}
+		}
+		for _, o := range objs {
+			a.Add(o)
+			if visit != nil {
+				if err := visit(a, o); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("listing the archived WAL: %w", err)
-	}
-	a := NewArchive(segSize, objs)
-	for _, o := range objs {
-		name := strings.TrimPrefix(o.Key, WALPrefix)
-		if pg.KindOf(name) != pg.KindHistory {
-			continue
-		}
-		tli, _ := strconv.ParseUint(name[:8], 16, 32)
-		entries, err := loadHistory(ctx, st, dec, o.Key)
-		if err != nil {
-			return nil, err
-		}
-		if entries != nil {
-			a.History[uint32(tli)] = entries
-		}
+		return nil, err
 	}
 	return a, nil
 }
 
-// NewArchive indexes a listing of wal/ (history files are read separately).
+// NewArchive indexes objects of wal/ (history files are read separately).
 func NewArchive(segSize uint32, objs []storage.ObjectInfo) *Archive {
-	a := &Archive{SegSize: segSize, segments: map[uint32]map[uint64]storage.ObjectInfo{}, History: map[uint32][]HistoryEntry{}}
+	a := &Archive{SegSize: segSize, segments: map[uint32][]segRun{}, History: map[uint32][]HistoryEntry{}}
 	for _, o := range objs {
-		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
-		if pg.KindOf(name) != pg.KindSegment {
-			continue
-		}
-		s, _ := pg.ParseSegmentName(name)
-		if a.segments[s.Timeline] == nil {
-			a.segments[s.Timeline] = map[uint64]storage.ObjectInfo{}
-		}
-		a.segments[s.Timeline][s.StartLSN(segSize)/uint64(segSize)] = o
+		a.Add(o)
 	}
 	return a
+}
+
+// Add records one object of wal/; anything but a segment is ignored.
+// Objects usually come in key order, which only extends the last run.
+func (a *Archive) Add(o storage.ObjectInfo) {
+	name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+	if pg.KindOf(name) != pg.KindSegment {
+		return
+	}
+	s, _ := pg.ParseSegmentName(name)
+	n := s.StartLSN(a.SegSize) / uint64(a.SegSize)
+	runs := a.segments[s.Timeline]
+	if k := len(runs) - 1; k >= 0 && runs[k].last+1 == n {
+		runs[k].last, runs[k].lastObj = n, o
+		return
+	}
+	if k := len(runs) - 1; k < 0 || runs[k].last+1 < n {
+		a.segments[s.Timeline] = append(runs, segRun{first: n, last: n, lastObj: o})
+		return
+	}
+	// Out of order: insert, then merge runs that now touch.
+	i := sort.Search(len(runs), func(i int) bool { return runs[i].first > n })
+	if i > 0 && n <= runs[i-1].last {
+		return // already known
+	}
+	runs = slices.Insert(runs, i, segRun{first: n, last: n, lastObj: o})
+	merged := runs[:0]
+	for _, r := range runs {
+		if k := len(merged) - 1; k >= 0 && merged[k].last+1 >= r.first {
+			if r.last > merged[k].last {
+				merged[k].last, merged[k].lastObj = r.last, r.lastObj
+			}
+			continue
+		}
+		merged = append(merged, r)
+	}
+	a.segments[s.Timeline] = merged
+}
+
+// runAt returns the run of timeline tli holding segment number n.
+func (a *Archive) runAt(tli uint32, n uint64) (segRun, bool) {
+	runs := a.segments[tli]
+	i := sort.Search(len(runs), func(i int) bool { return runs[i].last >= n })
+	if i < len(runs) && runs[i].first <= n {
+		return runs[i], true
+	}
+	return segRun{}, false
+}
+
+// Has reports whether segment s is archived.
+func (a *Archive) Has(s pg.Segment) bool {
+	_, ok := a.runAt(s.Timeline, s.StartLSN(a.SegSize)/uint64(a.SegSize))
+	return ok
+}
+
+// Newest returns the newest archived segment of from's timeline at or
+// after from; ok is false when there is none.
+func (a *Archive) Newest(from pg.Segment) (s pg.Segment, ok bool) {
+	runs := a.segments[from.Timeline]
+	if len(runs) == 0 || runs[len(runs)-1].last < from.StartLSN(a.SegSize)/uint64(a.SegSize) {
+		return pg.Segment{}, false
+	}
+	last := runs[len(runs)-1].last
+	return pg.SegmentOf(from.Timeline, last*uint64(a.SegSize), a.SegSize), true
 }
 
 // loadHistory reads one stored history file. An encrypted one without the
@@ -221,21 +346,13 @@ func (a *Archive) Reach(b BackupSummary, tli uint32) (w Window, ok bool) {
 // scan extends w over the segments of w.Timeline stored without a gap from
 // segment number first on.
 func (a *Archive) scan(w *Window, first uint64) {
-	segs := a.segments[w.Timeline]
-	n := first
-	for {
-		if _, ok := segs[n]; !ok {
-			break
-		}
-		n++
-	}
-	if n == first {
+	r, ok := a.runAt(w.Timeline, first)
+	if !ok {
 		return
 	}
-	last := segs[n-1]
-	w.EndWAL = last.Key[strings.LastIndexByte(last.Key, '/')+1:]
-	w.EndTime = last.ModTime.UTC()
-	w.EndLSN = pg.FormatLSN(n * uint64(a.SegSize))
+	w.EndWAL = r.lastObj.Key[strings.LastIndexByte(r.lastObj.Key, '/')+1:]
+	w.EndTime = r.lastObj.ModTime.UTC()
+	w.EndLSN = pg.FormatLSN((r.last + 1) * uint64(a.SegSize))
 }
 
 func mustLSN(s string) uint64 {

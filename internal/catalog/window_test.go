@@ -3,10 +3,17 @@ package catalog
 import (
 	"bytes"
 	"context"
+	"errors"
+	"math/rand/v2"
+	"path"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -140,5 +147,130 @@ func TestParseHistoryAndLoadArchive(t *testing.T) {
 	b := BackupSummary{ID: "b", Timeline: 1, StartWAL: "000000010000000000000001", StopLSN: "0/1000200"}
 	if w, ok := a.Reach(b, 2); !ok || !w.Complete || w.EndLSN != "0/2000000" || w.EndTime.IsZero() {
 		t.Errorf("window on timeline 2 from the stored archive: %+v %v", w, ok)
+	}
+}
+
+// The archive keeps runs of consecutive segments, whatever order the
+// objects come in; it agrees with a plain set of segment numbers on every
+// question asked of it.
+func TestArchiveRunsMatchTheSegments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		present := map[uint64]bool{}
+		var objs []storage.ObjectInfo
+		for range rng.IntN(40) {
+			n := uint64(rng.IntN(60)) + 0xFE // crosses a 4 GiB log boundary (256 segments)
+			present[n] = true
+			s := pg.SegmentOf(3, n*seg16, seg16)
+			key, _ := WALKey(s.Name())
+			objs = append(objs, storage.ObjectInfo{Key: key, ModTime: t0.Add(time.Duration(n) * time.Minute)})
+			if rng.IntN(4) == 0 {
+				objs = append(objs, objs[rng.IntN(len(objs))]) // listed twice
+			}
+		}
+		if round%2 == 0 {
+			slices.SortFunc(objs, func(a, b storage.ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+		} else {
+			rng.Shuffle(len(objs), func(i, j int) { objs[i], objs[j] = objs[j], objs[i] })
+		}
+		a := NewArchive(seg16, objs)
+		for n := uint64(0xF0); n < 0x150; n++ {
+			s := pg.SegmentOf(3, n*seg16, seg16)
+			if a.Has(s) != present[n] {
+				t.Fatalf("round %d: segment %s archived %v, want %v", round, s.Name(), a.Has(s), present[n])
+			}
+			// The window from n ends where the first gap after it begins.
+			w := Window{Timeline: 3}
+			a.scan(&w, n)
+			end := n
+			for present[end] {
+				end++
+			}
+			if want := pg.FormatLSN(end * seg16); (end > n) != (w.EndWAL != "") || (end > n && (w.EndLSN != want ||
+				w.EndWAL != pg.SegmentOf(3, (end-1)*seg16, seg16).Name() || !w.EndTime.Equal(t0.Add(time.Duration(end-1)*time.Minute)))) {
+				t.Fatalf("round %d: from %X: %+v, want the end at %s", round, n, w, want)
+			}
+		}
+		for i := 1; i < len(a.segments[3]); i++ {
+			if r := a.segments[3]; r[i-1].last+1 >= r[i].first {
+				t.Fatalf("round %d: runs %+v and %+v touch", round, r[i-1], r[i])
+			}
+		}
+	}
+}
+
+// WalkWAL hands over the history files first, then one folder at a time,
+// in key order; LoadArchive built that way equals one built from a full
+// listing.
+func TestWalkWALFolderByFolder(t *testing.T) {
+	ctx := context.Background()
+	st := testStore(t)
+	var names []string
+	for _, tli := range []uint32{1, 2} {
+		for n := uint64(0xF0); n < 0x230; n += 1 + n%3/2 { // gaps, and three folders per timeline
+			names = append(names, pg.SegmentOf(tli, n*seg16, seg16).Name())
+		}
+	}
+	for _, n := range names {
+		key, _ := WALKey(n)
+		if err := st.Put(ctx, key, []byte("x"), storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	history := []byte("1\t0/1800000\tno recovery target specified\n")
+	var obj bytes.Buffer
+	if err := (&codec.Encoder{}).Encode(&obj, codec.Header{Name: "00000002.history", Size: int64(len(history)), Checksum: codec.Checksum(history)}, bytes.NewReader(history)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, "wal/00000002.history", obj.Bytes(), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var calls [][]storage.ObjectInfo
+	err := WalkWAL(ctx, st, func(objs []storage.ObjectInfo) error {
+		calls = append(calls, objs)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 7 || len(calls[0]) != 1 || calls[0][0].Key != "wal/00000002.history" {
+		t.Fatalf("%d calls, the first with %v; want the history file, then 6 folders", len(calls), calls[0])
+	}
+	var walked []storage.ObjectInfo
+	for _, c := range calls[1:] {
+		folder := path.Dir(c[0].Key)
+		for _, o := range c {
+			if path.Dir(o.Key) != folder {
+				t.Errorf("one call holds %s and %s", c[0].Key, o.Key)
+			}
+		}
+		walked = append(walked, c...)
+	}
+	all, err := st.List(ctx, WALPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var segments []storage.ObjectInfo
+	for _, o := range all {
+		if !strings.HasSuffix(o.Key, ".history") {
+			segments = append(segments, o)
+		}
+	}
+	if !slices.Equal(walked, segments) {
+		t.Errorf("walked %d segments, a full listing has %d, or in another order", len(walked), len(segments))
+	}
+	a, err := LoadArchive(ctx, st, &codec.Decoder{}, seg16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.History[2]) != 1 {
+		t.Errorf("history of timeline 2: %+v", a.History[2])
+	}
+	if b := NewArchive(seg16, all); !reflect.DeepEqual(a.segments, b.segments) {
+		t.Errorf("walked archive %+v\nlisted archive %+v", a.segments, b.segments)
+	}
+	stop := errors.New("stop")
+	if err := WalkWAL(ctx, st, func([]storage.ObjectInfo) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("an error of fn: %v", err)
 	}
 }
