@@ -36,7 +36,7 @@ type BackupOptions struct {
 }
 
 // DefaultObjectSize: big enough for efficient uploads, small enough that
-// memory (at most jobs × 3 × this, see uploader) stays low.
+// memory (about (2 × jobs + 4) × this at most, see uploader) stays low.
 const DefaultObjectSize = 16 << 20
 
 // Backup takes a base backup of the running server whose data directory is

@@ -328,7 +328,7 @@ func (s *stalledPuts) peakWaiting() int {
 
 // TestCompressionGoesOnWhileUploadsWait: an object hands its compression
 // slot on once encoded, so slow uploads do not idle the cores, and the
-// uploads waiting at once stay bounded (2 × jobs encoded objects); when the
+// uploads waiting at once stay bounded (by encodedObjects); when the
 // store hangs, cancelling the backup ends it with the cancellation.
 func TestCompressionGoesOnWhileUploadsWait(t *testing.T) {
 	pgdata, _ := fakeDataDir(t)
@@ -336,32 +336,36 @@ func TestCompressionGoesOnWhileUploadsWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sizes := planObjects(files, 64<<10)
-	const jobs = 2
-	if len(sizes) < 3*jobs {
-		t.Fatalf("the fake data directory makes %d objects, the test needs %d", len(sizes), 3*jobs)
-	}
-	st := &stalledPuts{release: make(chan struct{})}
-	up := newUploader(st, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- up.run(ctx, jobs) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for st.peakWaiting() < 2*jobs && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // would more uploads start?
-	if p := st.peakWaiting(); p != 2*jobs {
-		t.Errorf("%d uploads waited at once, want %d (more than jobs: compression went on; no more: memory stays bounded)", p, 2*jobs)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("run: %v, want the cancellation", err)
+	sizes := planObjects(files, 16<<10)
+	for jobs, want := range map[int]int{2: 4, 6: 10} { // 6 compressing, 4 more waiting: not 12
+		if encodedObjects(jobs) != want {
+			t.Errorf("jobs %d: %d encoded objects at once, want %d", jobs, encodedObjects(jobs), want)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run hung on a stalled store after it was cancelled")
+		if len(sizes) < want+jobs+1 {
+			t.Fatalf("the fake data directory makes %d objects, the test needs %d", len(sizes), want+jobs+1)
+		}
+		st := &stalledPuts{release: make(chan struct{})}
+		up := newUploader(st, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- up.run(ctx, jobs) }()
+		deadline := time.Now().Add(20 * time.Second)
+		for st.peakWaiting() < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // would more uploads start?
+		if p := st.peakWaiting(); p != want {
+			t.Errorf("jobs %d: %d uploads waited at once, want %d (more than jobs: compression went on; no more: memory stays bounded)", jobs, p, want)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("jobs %d: run: %v, want the cancellation", jobs, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("jobs %d: run hung on a stalled store after it was cancelled", jobs)
+		}
 	}
 }
 

@@ -29,8 +29,8 @@ type partRef struct {
 // them. Up to jobs objects are read and compressed at a time; an object
 // gives its compression slot back as soon as it is encoded, so the cores
 // keep compressing while earlier objects are being uploaded (and confirmed).
-// Memory: jobs objects' original bytes, and up to 2 × jobs encoded objects
-// waiting for or in their upload, so at most 3 × jobs × object size.
+// Memory: jobs objects' original bytes, and encodedObjects(jobs) encoded
+// ones being encoded, waiting for or in their upload.
 type uploader struct {
 	st      storage.Store
 	enc     *codec.Encoder
@@ -79,10 +79,11 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 	// The two buffer pools are the limits: raws bounds the objects being
 	// read and compressed, encs those encoded and not yet stored.
 	raws := make(chan []byte, jobs)
-	encs := make(chan *bytes.Buffer, 2*jobs)
+	encs := make(chan *bytes.Buffer, encodedObjects(jobs))
 	for range jobs {
 		raws <- nil
-		encs <- &bytes.Buffer{}
+	}
+	for range cap(encs) {
 		encs <- &bytes.Buffer{}
 	}
 	for n := range u.objects {
@@ -125,6 +126,12 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 	}
 	return ctx.Err() // cancelled between objects: some were never stored
 }
+
+// encodedObjects is how many encoded objects may exist at once: one per
+// compressing worker, and as many again (at most 4) waiting for or in their
+// upload. A few uploads in flight hide the store's latency; more would only
+// hold memory on a machine with many cores.
+func encodedObjects(jobs int) int { return jobs + min(jobs, 4) }
 
 // fail records the first error and stops the other workers.
 func (u *uploader) fail(err error) {
