@@ -197,8 +197,22 @@ func readPart(path string, off int64, dst []byte) (gone bool, err error) {
 
 // encode turns object n's original bytes into its stored form in buf.
 func (u *uploader) encode(n int, raw []byte, buf *bytes.Buffer) (err error) {
-	u.objects[n], err = encodeObject(u.enc, catalog.DataKey(u.id, n), raw, buf)
+	u.objects[n], err = encodeObject(u.enc, catalog.DataKey(u.id, n), raw, u.knownChecksum(n, raw), buf)
 	return err
+}
+
+// knownChecksum is object n's checksum when fill computed it already: an
+// object that is one part of a split file (most of a large database) is
+// that part. Else "".
+func (u *uploader) knownChecksum(n int, raw []byte) string {
+	if len(u.parts[n]) != 1 {
+		return ""
+	}
+	r := u.parts[n][0]
+	if p := u.files[r.file].Parts[r.part]; len(u.files[r.file].Parts) > 1 && p.Offset == 0 && p.Length == int64(len(raw)) {
+		return p.Checksum
+	}
+	return ""
 }
 
 // put stores object n, encoded by encode.
@@ -211,9 +225,13 @@ func (u *uploader) put(ctx context.Context, n int, obj []byte) error {
 	return nil
 }
 
-// encodeObject encodes raw, to be stored under key, with its header into buf.
-func encodeObject(enc *codec.Encoder, key string, raw []byte, buf *bytes.Buffer) (catalog.BackupObject, error) {
-	h := codec.Header{Name: key, Size: int64(len(raw)), Checksum: codec.Checksum(raw)}
+// encodeObject encodes raw, to be stored under key, with its header into
+// buf. sum is raw's checksum, or "" to compute it.
+func encodeObject(enc *codec.Encoder, key string, raw []byte, sum string, buf *bytes.Buffer) (catalog.BackupObject, error) {
+	if sum == "" {
+		sum = codec.Checksum(raw)
+	}
+	h := codec.Header{Name: key, Size: int64(len(raw)), Checksum: sum}
 	buf.Reset()
 	if err := enc.Encode(buf, h, bytes.NewReader(raw)); err != nil {
 		return catalog.BackupObject{}, err
@@ -224,7 +242,7 @@ func encodeObject(enc *codec.Encoder, key string, raw []byte, buf *bytes.Buffer)
 // storeObject encodes raw and stores it under key.
 func storeObject(ctx context.Context, st storage.Store, enc *codec.Encoder, key string, raw []byte) (catalog.BackupObject, error) {
 	var buf bytes.Buffer
-	obj, err := encodeObject(enc, key, raw, &buf)
+	obj, err := encodeObject(enc, key, raw, "", &buf)
 	if err != nil {
 		return obj, err
 	}
@@ -261,13 +279,18 @@ func (o *hashOrder) write(file, part int, last bool, b []byte) error {
 		return errAborted
 	}
 	// Only this worker touches the file's hash until next moves on.
-	if part == 0 {
+	switch {
+	case part == 0 && last:
+		o.sums[file] = codec.Checksum(b) // one part: no streaming hasher to copy into
+	case part == 0:
 		o.h[file] = codec.NewChecksum()
-	}
-	o.h[file].Write(b)
-	if last {
-		o.sums[file] = codec.ChecksumOf(o.h[file])
-		o.h[file] = nil
+		fallthrough
+	default:
+		o.h[file].Write(b)
+		if last {
+			o.sums[file] = codec.ChecksumOf(o.h[file])
+			o.h[file] = nil
+		}
 	}
 	o.mu.Lock()
 	o.next[file]++
