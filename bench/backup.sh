@@ -425,7 +425,8 @@ EOF
 
 mb() { awk -v b="${1:-0}" 'BEGIN {printf "%.0f", b / 1e6}'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { if (s + 0 > 0) printf "%.0f", b / 1e6 / s; else print "-" }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f", a / b; else print "-" }'; }
+# ratio A B: A / B with two decimals; verdicts compare this value, so 1.98 must not print (and pass) as 2.0
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }
 # verdict VALUE OP TARGET: met or MISSED (n/a without a value)
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "-" || v == "") print "n/a"; else if ((op == ">=" && v + 0 >= t) || (op == "<=" && v + 0 <= t) || (op == "<" && v + 0 < t)) print "met"; else print "MISSED" }'; }
 

@@ -492,7 +492,8 @@ run_restore() {
 # ---------------------------------------------------------------- report
 
 mb() { [ -n "${1:-}" ] && awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}' || echo -; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f", a / b; else print "-" }'; }
+# ratio A B: A / B with two decimals; verdicts compare this value, so 1.98 must not print (and pass) as 2.0
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }
 verdict() { # verdict RATIO TARGET
 	[ "$2" = - ] && { echo "-"; return; }
 	awk -v r="$1" -v t="$2" 'BEGIN { if (r == "-") print "n/a"; else if (r + 0 >= t) print "met"; else print "MISSED" }'
