@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/storage"
 )
@@ -291,27 +293,45 @@ func ListBackups(ctx context.Context, st storage.Store) (complete []BackupSummar
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, id := range ids {
-		done, started, err := backupState(ctx, st, id)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !done {
-			if started {
-				incomplete = append(incomplete, id)
+	// Two small requests per backup, a few backups at a time: a store
+	// answers in tens of milliseconds, and a repository may keep hundreds.
+	type found struct {
+		summary          BackupSummary
+		done, incomplete bool
+	}
+	each := make([]found, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(backupsAtOnce)
+	for i, id := range ids {
+		g.Go(func() error {
+			done, started, err := backupState(gctx, st, id)
+			if err != nil || !done {
+				each[i].incomplete = started
+				return err
 			}
-			continue
+			each[i].summary, err = loadSummary(gctx, st, id)
+			each[i].done = err == nil
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	for i, f := range each {
+		switch {
+		case f.done:
+			complete = append(complete, f.summary)
+		case f.incomplete:
+			incomplete = append(incomplete, ids[i])
 		}
-		s, err := loadSummary(ctx, st, id)
-		if err != nil {
-			return nil, nil, err
-		}
-		complete = append(complete, s)
 	}
 	// Real start times, not names, order backups.
 	sort.SliceStable(complete, func(i, j int) bool { return complete[i].StartTime.Before(complete[j].StartTime) })
 	return complete, incomplete, nil
 }
+
+// backupsAtOnce is how many backups ListBackups reads concurrently.
+const backupsAtOnce = 8
 
 // listBackupIDs names the folders under backups/, in order.
 func listBackupIDs(ctx context.Context, st storage.Store) ([]string, error) {
