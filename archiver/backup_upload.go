@@ -71,9 +71,7 @@ func newUploader(st storage.Store, enc *codec.Encoder, id, pgdata string, files 
 // hashing of files that span objects free of deadlock: the oldest object
 // being read never waits for a younger one.
 func (u *uploader) run(ctx context.Context, jobs int) error {
-	var g errgroup.Group
-	gctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
 	stop := context.AfterFunc(gctx, u.hashes.abort)
 	defer stop()
 	// The two buffer pools are the limits: raws bounds the objects being
@@ -110,7 +108,6 @@ func (u *uploader) run(ctx context.Context, jobs int) error {
 			}
 			if err != nil && !errors.Is(err, errAborted) {
 				u.fail(err)
-				cancel()
 			}
 			return err
 		})
