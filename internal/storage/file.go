@@ -281,8 +281,8 @@ func (f *fileStore) ListDir(ctx context.Context, dir string) ([]ObjectInfo, []st
 			objs = append(objs, ObjectInfo{Key: dir + e.Name(), Size: info.Size(), ModTime: info.ModTime()})
 		}
 	}
-	// ReadDir sorts by name; "a/" must sort as the key prefix it is.
-	slices.SortFunc(objs, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	// ReadDir sorts by name, which is key order for the objects; a folder
+	// sorts as its key prefix, "a/" after "a-b/".
 	slices.Sort(subdirs)
 	return objs, subdirs, nil
 }

@@ -388,65 +388,50 @@ func (s *s3Store) List(ctx context.Context, prefix string) ([]ObjectInfo, error)
 	if err := checkPrefix(prefix); err != nil {
 		return nil, err
 	}
-	if err := s.ready(ctx); err != nil {
-		return nil, err
-	}
-	var out []ObjectInfo
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
-		Bucket: aws.String(s.bucket),
-		Prefix: aws.String(s.prefix + prefix),
-	})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, s.mapErr("list", prefix, err)
-		}
-		for _, o := range page.Contents {
-			key := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
-			if strings.HasSuffix(key, "/") {
-				continue // a "folder" marker some tools create, not an object
-			}
-			out = append(out, ObjectInfo{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
-		}
-	}
-	// S3 lists in UTF-8 byte order already; S3-compatible stores may not.
-	slices.SortFunc(out, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
-	return out, nil
+	objs, _, err := s.list(ctx, prefix, "")
+	return objs, err
 }
 
 func (s *s3Store) ListDir(ctx context.Context, dir string) ([]ObjectInfo, []string, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, nil, err
 	}
+	return s.list(ctx, dir, "/")
+}
+
+// list pages through the objects under prefix; with a delimiter, keys that
+// go on past it come back once each as a folder (S3's common prefixes).
+func (s *s3Store) list(ctx context.Context, prefix, delimiter string) ([]ObjectInfo, []string, error) {
 	if err := s.ready(ctx); err != nil {
 		return nil, nil, err
 	}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix + prefix)}
+	if delimiter != "" {
+		in.Delimiter = aws.String(delimiter)
+	}
 	var objs []ObjectInfo
-	var subdirs []string
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
-		Bucket:    aws.String(s.bucket),
-		Prefix:    aws.String(s.prefix + dir),
-		Delimiter: aws.String("/"),
-	})
+	var dirs []string
+	pages := s3.NewListObjectsV2Paginator(s.client, in)
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, nil, s.mapErr("list", dir, err)
+			return nil, nil, s.mapErr("list", prefix, err)
 		}
 		for _, o := range page.Contents {
 			key := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
-			if key == dir {
+			if strings.HasSuffix(key, "/") {
 				continue // a "folder" marker some tools create, not an object
 			}
 			objs = append(objs, ObjectInfo{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
 		}
 		for _, p := range page.CommonPrefixes {
-			subdirs = append(subdirs, strings.TrimPrefix(aws.ToString(p.Prefix), s.prefix))
+			dirs = append(dirs, strings.TrimPrefix(aws.ToString(p.Prefix), s.prefix))
 		}
 	}
+	// S3 lists in UTF-8 byte order already; S3-compatible stores may not.
 	slices.SortFunc(objs, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
-	slices.Sort(subdirs)
-	return objs, subdirs, nil
+	slices.Sort(dirs)
+	return objs, dirs, nil
 }
 
 func (s *s3Store) Delete(ctx context.Context, key string) error {
