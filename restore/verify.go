@@ -98,8 +98,12 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 		// Nothing verified is not "all is well".
 		return nil, fmt.Errorf("no complete backup in %s to verify: see walship backup list", st)
 	}
+	// One archive for every backup: a repository has one segment size.
+	arch, err := catalog.LoadArchive(ctx, st, dec, chosen[0].WALSegmentSize)
+	if err != nil {
+		return nil, err
+	}
 	rep := &VerifyReport{Backups: []BackupCheck{}, OK: true}
-	var arch *catalog.Archive // the same for every backup of the repository
 	for _, b := range chosen {
 		m, err := catalog.LoadManifest(ctx, st, dec, b.ID)
 		if errors.Is(err, codec.ErrCorrupt) {
@@ -115,11 +119,6 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 		}
 		if err := checkKey(m, dec); err != nil {
 			return nil, err
-		}
-		if arch == nil || arch.SegSize != m.WALSegmentSize {
-			if arch, err = catalog.LoadArchive(ctx, st, dec, m.WALSegmentSize); err != nil {
-				return nil, err
-			}
 		}
 		o.Log.Info("verifying", "backup", m.ID, "objects", len(m.Objects), "files", len(m.Files))
 		c, err := verifyData(ctx, st, dec, m, o.Jobs, o.Budget, o.Log)
@@ -205,7 +204,7 @@ func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool, pr
 		}
 		for s := r.first; segNo(s) <= segNo(r.last); s = s.Next(arch.SegSize) {
 			count++
-			if !arch.Has(pg.Segment{Timeline: r.tli, LogID: s.LogID, Seg: s.Seg}) {
+			if !arch.Has(s) {
 				missing = append(missing, s)
 			} else {
 				flush()
@@ -260,12 +259,12 @@ func walRanges(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool) ([
 		if k > 0 {
 			first = pg.SegmentOf(tli, begins[k], arch.SegSize)
 		}
+		first.Timeline = tli
 		var last pg.Segment
 		if k+1 < len(path) {
 			end := pg.SegmentOf(tli, begins[k+1], arch.SegSize)
 			last = prevSegment(end, arch.SegSize)
 		} else {
-			first.Timeline = tli
 			var ok bool
 			if last, ok = arch.Newest(first); !ok {
 				last = prevSegment(first, arch.SegSize) // nothing archived: an empty range
@@ -274,7 +273,7 @@ func walRanges(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool) ([
 				last = stop // the backup's own WAL is needed even when missing
 			}
 		}
-		first.Timeline, last.Timeline = tli, tli
+		last.Timeline = tli
 		out = append(out, segRange{tli: tli, first: first, last: last})
 	}
 	return out, nil
