@@ -117,7 +117,11 @@ func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p 
 	if err := p.Check(); err != nil {
 		return nil, err
 	}
-	list, _, err := catalog.ListBackups(ctx, st)
+	list, incomplete, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("listing backups in %s: %w", st, err)
+	}
+	inc, err := catalog.DescribeIncomplete(ctx, st, incomplete)
 	if err != nil {
 		return nil, fmt.Errorf("listing backups in %s: %w", st, err)
 	}
@@ -131,9 +135,7 @@ func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p 
 	}
 	plan.Expired, plan.Kept = append(plan.Expired, list[:first]...), append(plan.Kept, list[first:]...)
 
-	if err := planIncomplete(ctx, st, p, plan); err != nil {
-		return nil, err
-	}
+	planIncomplete(inc, p, plan)
 	segSize := uint32(16 << 20)
 	if len(list) > 0 {
 		segSize = list[0].WALSegmentSize
@@ -260,11 +262,7 @@ func descends(arch *catalog.Archive, tli, ancestor uint32) bool {
 
 // planIncomplete sorts the incomplete backups into leftovers (idle longer
 // than the grace period) and possibly running ones.
-func planIncomplete(ctx context.Context, st storage.Store, p Policy, plan *Plan) error {
-	inc, err := catalog.ListIncomplete(ctx, st)
-	if err != nil {
-		return fmt.Errorf("listing backups in %s: %w", st, err)
-	}
+func planIncomplete(inc []catalog.IncompleteBackup, p Policy, plan *Plan) {
 	for _, b := range inc {
 		if p.Now.Sub(b.LastWrite) > p.IncompleteGrace {
 			plan.Incomplete = append(plan.Incomplete, b)
@@ -272,7 +270,6 @@ func planIncomplete(ctx context.Context, st storage.Store, p Policy, plan *Plan)
 			plan.IncompleteKept = append(plan.IncompleteKept, b)
 		}
 	}
-	return nil
 }
 
 // Apply deletes what plan says: expired backups first (each manifest
@@ -306,10 +303,12 @@ func CleanIncomplete(ctx context.Context, st storage.Store, grace time.Duration,
 	if grace <= 0 {
 		return nil, fmt.Errorf("--incomplete-grace %s: must be positive, or a running backup would be deleted", grace)
 	}
-	plan := &Plan{}
-	if err := planIncomplete(ctx, st, Policy{IncompleteGrace: grace, Now: now}, plan); err != nil {
-		return nil, err
+	inc, err := catalog.ListIncomplete(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("listing backups in %s: %w", st, err)
 	}
+	plan := &Plan{}
+	planIncomplete(inc, Policy{IncompleteGrace: grace, Now: now}, plan)
 	for i, b := range plan.Incomplete {
 		if err := catalog.DeleteBackup(ctx, st, b.ID); err != nil {
 			return plan.Incomplete[:i], fmt.Errorf("deleting incomplete backup %s: %w", b.ID, err)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -289,6 +290,20 @@ func TestIncompleteBackups(t *testing.T) {
 	if pl := plan(t, r, Policy{Keep: 1, IncompleteGrace: 5 * time.Minute}); len(pl.Incomplete) != 2 {
 		t.Errorf("grace 5m: %+v", pl.Incomplete)
 	}
+	// The plan reads each backup folder once: what ListBackups found
+	// incomplete is described, not looked for again.
+	counting := &folderReads{Store: r.st}
+	if _, err := PlanRetention(context.Background(), counting, &codec.Decoder{}, Policy{Keep: 1, IncompleteGrace: time.Hour, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if n := counting.reads[catalog.BackupPrefix]; n != 1 {
+		t.Errorf("the plan listed backups/ %d times, want once", n)
+	}
+	for _, id := range []string{"20261101T000000Z", "20261120T000000Z", "20261125T114500Z"} {
+		if n := counting.reads[catalog.BackupPrefix+id+"/"]; n != 1 {
+			t.Errorf("the plan read the folder of %s %d times, want once", id, n)
+		}
+	}
 	gone, err := CleanIncomplete(context.Background(), r.st, time.Hour, now)
 	if err != nil || len(gone) != 1 || gone[0].ID != "20261120T000000Z" {
 		t.Fatalf("CleanIncomplete: %+v, %v", gone, err)
@@ -364,4 +379,21 @@ func TestRunningBackupKeepsNewerWAL(t *testing.T) {
 	if !slices.Equal(pl.WAL, walKeys(1, 1, 4)) || len(pl.IncompleteKept) != 1 || !pl.IncompleteKept[0].Started.Equal(now.Add(-20*time.Minute)) {
 		t.Errorf("a backup running since 20 minutes: WAL %v, want segments 1..4; incomplete %+v", pl.WAL, pl.IncompleteKept)
 	}
+}
+
+// folderReads counts ListDir calls by folder.
+type folderReads struct {
+	storage.Store
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (f *folderReads) ListDir(ctx context.Context, dir string) ([]storage.ObjectInfo, []string, error) {
+	f.mu.Lock()
+	if f.reads == nil {
+		f.reads = map[string]int{}
+	}
+	f.reads[dir]++
+	f.mu.Unlock()
+	return f.Store.ListDir(ctx, dir)
 }

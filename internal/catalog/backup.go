@@ -289,40 +289,16 @@ func ClaimBackupID(ctx context.Context, st storage.Store, t time.Time, info []by
 // wait for cleanup). It reads the backups' folders one level deep, never
 // their data objects: a repository of large backups holds millions.
 func ListBackups(ctx context.Context, st storage.Store) (complete []BackupSummary, incomplete []string, err error) {
-	ids, err := listBackupIDs(ctx, st)
+	folders, err := readBackupFolders(ctx, st, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	// Two small requests per backup, a few backups at a time: a store
-	// answers in tens of milliseconds, and a repository may keep hundreds.
-	type found struct {
-		summary          BackupSummary
-		done, incomplete bool
-	}
-	each := make([]found, len(ids))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(backupsAtOnce)
-	for i, id := range ids {
-		g.Go(func() error {
-			done, started, err := backupState(gctx, st, id)
-			if err != nil || !done {
-				each[i].incomplete = started
-				return err
-			}
-			each[i].summary, err = loadSummary(gctx, st, id)
-			each[i].done = err == nil
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, nil, err
-	}
-	for i, f := range each {
+	for _, f := range folders {
 		switch {
-		case f.done:
+		case f.complete:
 			complete = append(complete, f.summary)
-		case f.incomplete:
-			incomplete = append(incomplete, ids[i])
+		case f.started:
+			incomplete = append(incomplete, f.id)
 		}
 	}
 	// Real start times, not names, order backups.
@@ -330,36 +306,50 @@ func ListBackups(ctx context.Context, st storage.Store) (complete []BackupSummar
 	return complete, incomplete, nil
 }
 
-// backupsAtOnce is how many backups ListBackups reads concurrently.
+// backupFolder is what the top of one backups/<ID>/ folder shows: complete
+// when it holds the manifest, started when it holds the claim. Neither:
+// the backup was deleted (the claim goes last, see DeleteBackup), and only
+// empty folders of a file:// repository remain.
+type backupFolder struct {
+	id                string
+	complete, started bool
+	summary           BackupSummary // of a complete backup, when asked for
+}
+
+// backupsAtOnce is how many backup folders are read concurrently: two
+// small requests each, where a store answers in tens of milliseconds and a
+// repository may keep hundreds of backups.
 const backupsAtOnce = 8
 
-// listBackupIDs names the folders under backups/, in order.
-func listBackupIDs(ctx context.Context, st storage.Store) ([]string, error) {
+// readBackupFolders reads every folder under backups/, in order, and with
+// summaries the summary of each complete backup.
+func readBackupFolders(ctx context.Context, st storage.Store, summaries bool) ([]backupFolder, error) {
 	_, dirs, err := st.ListDir(ctx, BackupPrefix)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(dirs))
-	for _, d := range dirs {
-		ids = append(ids, strings.TrimSuffix(strings.TrimPrefix(d, BackupPrefix), "/"))
+	folders := make([]backupFolder, len(dirs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(backupsAtOnce)
+	for i, d := range dirs {
+		f := &folders[i]
+		f.id = strings.TrimSuffix(strings.TrimPrefix(d, BackupPrefix), "/")
+		g.Go(func() error {
+			objs, _, err := st.ListDir(gctx, d)
+			if err != nil {
+				return err
+			}
+			for _, o := range objs {
+				f.complete = f.complete || o.Key == ManifestKey(f.id)
+				f.started = f.started || o.Key == StartedKey(f.id)
+			}
+			if f.complete && summaries {
+				f.summary, err = loadSummary(gctx, st, f.id)
+			}
+			return err
+		})
 	}
-	return ids, nil
-}
-
-// backupState reads the top of backup id's folder: complete when it holds
-// the manifest; started when it holds the claim. Neither: the backup was
-// deleted (the claim goes last, see DeleteBackup), and only empty folders
-// of a file:// repository remain.
-func backupState(ctx context.Context, st storage.Store, id string) (complete, started bool, err error) {
-	objs, _, err := st.ListDir(ctx, BackupPrefix+id+"/")
-	if err != nil {
-		return false, false, err
-	}
-	for _, o := range objs {
-		complete = complete || o.Key == ManifestKey(id)
-		started = started || o.Key == StartedKey(id)
-	}
-	return complete, started, nil
+	return folders, g.Wait()
 }
 
 // DeleteBackup removes backup id: the manifest first, so that a deletion
@@ -404,23 +394,28 @@ type IncompleteBackup struct {
 
 // ListIncomplete returns the backups without a manifest, with the time of
 // their newest object: a running backup keeps writing, so that time (not
-// the start) tells a live backup from leftovers. Only the incomplete
-// backups are listed whole.
+// the start) tells a live backup from leftovers.
 func ListIncomplete(ctx context.Context, st storage.Store) ([]IncompleteBackup, error) {
-	ids, err := listBackupIDs(ctx, st)
+	folders, err := readBackupFolders(ctx, st, false)
 	if err != nil {
 		return nil, err
 	}
+	var ids []string
+	for _, f := range folders {
+		if f.started && !f.complete {
+			ids = append(ids, f.id)
+		}
+	}
+	return DescribeIncomplete(ctx, st, ids)
+}
+
+// DescribeIncomplete lists the incomplete backups ids (from ListBackups)
+// whole, for their size and newest object. One that completed meanwhile,
+// or is gone, is left out.
+func DescribeIncomplete(ctx context.Context, st storage.Store, ids []string) ([]IncompleteBackup, error) {
 	var out []IncompleteBackup
 	for _, id := range ids {
 		if !validID(id) {
-			continue
-		}
-		done, started, err := backupState(ctx, st, id)
-		if err != nil {
-			return nil, err
-		}
-		if done || !started {
 			continue
 		}
 		objs, err := st.List(ctx, BackupPrefix+id+"/")
@@ -430,7 +425,7 @@ func ListIncomplete(ctx context.Context, st storage.Store) ([]IncompleteBackup, 
 		b := IncompleteBackup{ID: id}
 		for _, o := range objs {
 			if o.Key == ManifestKey(id) {
-				b = IncompleteBackup{} // completed while we listed
+				b.Objects = 0 // completed while we listed
 				break
 			}
 			if o.Key == StartedKey(id) {
@@ -442,7 +437,7 @@ func ListIncomplete(ctx context.Context, st storage.Store) ([]IncompleteBackup, 
 				b.LastWrite = o.ModTime.UTC()
 			}
 		}
-		if b.ID != "" && b.Objects > 0 {
+		if b.Objects > 0 {
 			out = append(out, b)
 		}
 	}
