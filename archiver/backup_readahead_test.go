@@ -7,20 +7,12 @@ import (
 	"io"
 	"os"
 	"testing"
-
-	"github.com/walship/walship/internal/codec"
 )
 
 // TestReadAheadRangesAreTheObjects: the ranges advised for an object are
 // exactly the bytes a worker reads for it, in order, nothing more.
 func TestReadAheadRangesAreTheObjects(t *testing.T) {
-	pgdata, _ := fakeDataDir(t)
-	files, err := scanDataDir(pgdata)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sizes := planObjects(files, 64<<10)
-	up := newUploader(nil, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
+	up := fakeUploader(t, nil, 64<<10)
 	for n := range up.objects {
 		var got []byte
 		for _, r := range up.ranges(n) {
@@ -48,12 +40,7 @@ func TestReadAheadRangesAreTheObjects(t *testing.T) {
 // TestReadAheadAdvisesEachObjectOnce: readAhead moves forward only, and stops
 // at the last object.
 func TestReadAheadAdvisesEachObjectOnce(t *testing.T) {
-	pgdata, _ := fakeDataDir(t)
-	files, err := scanDataDir(pgdata)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := newUploader(nil, &codec.Encoder{}, "20261125T130405Z", pgdata, files, planObjects(files, 64<<10))
+	up := fakeUploader(t, nil, 64<<10)
 	for _, c := range []struct{ upTo, next int }{{3, 4}, {1, 4}, {5, 6}, {len(up.objects) + 10, len(up.objects)}} {
 		up.readAhead(c.upTo)
 		if up.advised != c.next {
@@ -65,12 +52,7 @@ func TestReadAheadAdvisesEachObjectOnce(t *testing.T) {
 // TestUploadFailureStopsReadAhead: once an upload failed, the kernel is
 // not asked to read the rest of the data directory for nothing.
 func TestUploadFailureStopsReadAhead(t *testing.T) {
-	pgdata, _ := fakeDataDir(t)
-	files, err := scanDataDir(pgdata)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := newUploader(failingPuts{}, &codec.Encoder{}, "20261125T130405Z", pgdata, files, planObjects(files, 16<<10))
+	up := fakeUploader(t, failingPuts{}, 16<<10)
 	if err := up.run(context.Background(), 1); err == nil {
 		t.Fatal("run succeeded with a failing store")
 	}
@@ -84,14 +66,9 @@ func TestUploadFailureStopsReadAhead(t *testing.T) {
 // TestCancelledUploadFails: a backup cancelled between objects reports it,
 // rather than success with objects missing.
 func TestCancelledUploadFails(t *testing.T) {
-	pgdata, _ := fakeDataDir(t)
-	files, err := scanDataDir(pgdata)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	up := newUploader(failingPuts{}, &codec.Encoder{}, "20261125T130405Z", pgdata, files, planObjects(files, 64<<10))
+	up := fakeUploader(t, failingPuts{}, 64<<10)
 	if err := up.run(ctx, 2); !errors.Is(err, context.Canceled) {
 		t.Errorf("run: %v, want %v", err, context.Canceled)
 	}

@@ -65,6 +65,18 @@ func TestSkipRules(t *testing.T) {
 
 // fakeDataDir writes a small data directory with a tablespace and every
 // kind of thing a backup must skip; it returns the paths a backup keeps.
+// fakeUploader is an uploader of a fresh fakeDataDir cut into objects of
+// objectSize, storing into st.
+func fakeUploader(t *testing.T, st storage.Store, objectSize int64) *uploader {
+	t.Helper()
+	pgdata, _ := fakeDataDir(t)
+	files, err := scanDataDir(pgdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newUploader(st, &codec.Encoder{}, "20261125T130405Z", pgdata, files, planObjects(files, objectSize))
+}
+
 func fakeDataDir(t *testing.T) (pgdata string, want map[string][]byte) {
 	root := t.TempDir()
 	pgdata = filepath.Join(root, "data")
@@ -276,13 +288,7 @@ func TestFillWAL(t *testing.T) {
 // TestUploadFailureStopsWorkers: a failing store ends the run with its
 // error; workers waiting for another's part of a file do not hang.
 func TestUploadFailureStopsWorkers(t *testing.T) {
-	pgdata, _ := fakeDataDir(t)
-	files, err := scanDataDir(pgdata)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sizes := planObjects(files, 64<<10)
-	up := newUploader(failingPuts{}, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
+	up := fakeUploader(t, failingPuts{}, 64<<10)
 	done := make(chan error, 1)
 	go func() { done <- up.run(context.Background(), 4) }()
 	select {
@@ -331,21 +337,15 @@ func (s *stalledPuts) peakWaiting() int {
 // uploads waiting at once stay bounded (by encodedObjects); when the
 // store hangs, cancelling the backup ends it with the cancellation.
 func TestCompressionGoesOnWhileUploadsWait(t *testing.T) {
-	pgdata, _ := fakeDataDir(t)
-	files, err := scanDataDir(pgdata)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sizes := planObjects(files, 16<<10)
 	for jobs, want := range map[int]int{2: 4, 6: 10} { // 6 compressing, 4 more waiting: not 12
 		if encodedObjects(jobs) != want {
 			t.Errorf("jobs %d: %d encoded objects at once, want %d", jobs, encodedObjects(jobs), want)
 		}
-		if len(sizes) < want+jobs+1 {
-			t.Fatalf("the fake data directory makes %d objects, the test needs %d", len(sizes), want+jobs+1)
-		}
 		st := &stalledPuts{release: make(chan struct{})}
-		up := newUploader(st, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
+		up := fakeUploader(t, st, 16<<10)
+		if len(up.objects) < want+jobs+1 {
+			t.Fatalf("the fake data directory makes %d objects, the test needs %d", len(up.objects), want+jobs+1)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- up.run(ctx, jobs) }()
@@ -372,14 +372,8 @@ func TestCompressionGoesOnWhileUploadsWait(t *testing.T) {
 // TestSlowUploadsAllComplete: with uploads slower than compression every
 // object is still stored, each exactly once.
 func TestSlowUploadsAllComplete(t *testing.T) {
-	pgdata, _ := fakeDataDir(t)
-	files, err := scanDataDir(pgdata)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sizes := planObjects(files, 64<<10)
 	st := &slowPuts{stored: map[string]int{}}
-	up := newUploader(st, &codec.Encoder{}, "20261125T130405Z", pgdata, files, sizes)
+	up := fakeUploader(t, st, 64<<10)
 	if err := up.run(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
@@ -388,8 +382,8 @@ func TestSlowUploadsAllComplete(t *testing.T) {
 			t.Errorf("object %d: key %q stored %d times, %d bytes", n, o.Key, st.stored[o.Key], o.StoredSize)
 		}
 	}
-	if len(st.stored) != len(sizes) {
-		t.Errorf("%d objects stored, %d planned", len(st.stored), len(sizes))
+	if len(st.stored) != len(up.objects) {
+		t.Errorf("%d objects stored, %d planned", len(st.stored), len(up.objects))
 	}
 }
 
