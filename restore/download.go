@@ -65,6 +65,7 @@ func (l *layout) fetchObject(ctx context.Context, st storage.Store, dec *codec.D
 		switch {
 		case err == nil:
 			l.done.Add(obj.Size)
+			l.flush.wrote(obj.Size)
 			return l.verifyCompleted(parts)
 		case ctx.Err() != nil:
 			return ctx.Err()

@@ -36,6 +36,7 @@ type layout struct {
 	// roots are the directories we write into (the data directory and each
 	// tablespace location) and whether we created them.
 	roots []root
+	flush *flusher     // of the roots' file systems
 	done  atomic.Int64 // decoded bytes of the objects written so far
 	// Per file of the manifest: parts not yet written by a verified object.
 	pending []atomic.Int32
@@ -61,6 +62,16 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 			return fmt.Errorf("tablespace %d: %w", sp.oid, err)
 		}
 	}
+	dirs := make([]string, len(l.roots))
+	for i, r := range l.roots {
+		dirs[i] = r.dir
+	}
+	fl, err := openFlusher(dirs) // before the first file is written
+	if err != nil {
+		return err
+	}
+	defer fl.close()
+	l.flush = fl
 	if err := l.createEntries(); err != nil {
 		return err
 	}
@@ -73,7 +84,10 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 		stop := progress.Every(l.done.Load, total, o.Progress)
 		defer stop()
 	}
-	if err := l.download(ctx, st, dec, o.Jobs, o.Budget); err != nil {
+	stopFlushing := fl.background()
+	err = l.download(ctx, st, dec, o.Jobs, o.Budget)
+	stopFlushing()
+	if err != nil {
 		return err
 	}
 	l.log.Info("objects downloaded", "objects", len(l.m.Objects), "took", time.Since(start).Round(time.Millisecond))

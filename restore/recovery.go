@@ -6,8 +6,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // writeRecoveryFiles writes the recovery settings, tablespace_map and
@@ -25,15 +23,13 @@ func (l *layout) writeRecoveryFiles(settings [][2]string) error {
 	if err := os.WriteFile(l.path(backupLabel), []byte(l.m.BackupLabel), 0o600); err != nil {
 		return err
 	}
-	for _, r := range l.roots { // each root is on the file system it holds
-		if err := syncFS(r.dir); err != nil {
-			return fmt.Errorf("flushing %s to disk: %w", r.dir, err)
-		}
+	if err := l.flush.sync(); err != nil {
+		return err
 	}
 	if err := os.WriteFile(l.path("recovery.signal"), nil, 0o600); err != nil {
 		return err
 	}
-	return syncFS(l.pgdata)
+	return l.flush.sync()
 }
 
 // tablespaceMap is the backup's tablespace_map with each location replaced
@@ -104,15 +100,4 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// syncFS flushes the file system holding dir (syncfs(2)): one call instead
-// of an fsync per restored file.
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
 }
