@@ -304,12 +304,19 @@ stored() {
 		"$WORK/bin/s3size" -endpoint "$ENDPOINT" -ca "$CERT" "$bucket" "$prefix"
 }
 
+# store_cpu: MinIO's CPU time (user + system) so far, in seconds. The store
+# shares the cores with the tool: what it spends storing a backup is work the
+# tool's wall time includes and its own CPU time does not.
+store_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$MINIO_PID/stat"; }
+
 # measure NAME ENVFILE CMD...: runs CMD as postgres with ENVFILE's variables
-# under /usr/bin/time; sets R[$DS,$TOOL,NAME-wall|cpu|rss] (s, s, KB).
+# under /usr/bin/time; sets R[$DS,$TOOL,NAME-wall|cpu|rss] (s, s, KB) and
+# R[$DS,$TOOL,NAME-store] (MinIO's CPU s meanwhile).
 measure() {
 	local name=$1 envf=$2 out=$WORK/logs/$DS-$TOOL-$1
 	shift 2
-	local rc=0
+	local rc=0 store0
+	store0=$(store_cpu)
 	/usr/bin/time -f '%e %U %S %M' -o "$out.time" \
 		setpriv --reuid=postgres --regid=postgres --init-groups -- env HOME="$WORK/home" \
 		bash -c '. "$1"; shift; exec "$@"' _ "$envf" "$@" >"$out.log" 2>&1 || rc=$?
@@ -322,6 +329,7 @@ measure() {
 	R[$DS,$TOOL,$name-wall]=$wall
 	R[$DS,$TOOL,$name-cpu]=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
 	R[$DS,$TOOL,$name-rss]=$rss
+	R[$DS,$TOOL,$name-store]=$(awk -v a="$store0" -v b="$(store_cpu)" 'BEGIN {printf "%.2f", b - a}')
 }
 
 wait_no_ready() {
@@ -357,7 +365,7 @@ run_backup() {
 	# shellcheck disable=SC2046 # backup_cmd's words are the command line
 	if measure backup "$envf" $(backup_cmd "$TOOL"); then
 		read -r "R[$DS,$TOOL,stored]" "R[$DS,$TOOL,objects]" < <(stored "$TOOL")
-		say "$DS/$TOOL: backup ${R[$DS,$TOOL,backup-wall]} s, CPU ${R[$DS,$TOOL,backup-cpu]} s, RSS $(mbk "${R[$DS,$TOOL,backup-rss]}") MB, stored $(mb "${R[$DS,$TOOL,stored]}") MB in ${R[$DS,$TOOL,objects]} objects"
+		say "$DS/$TOOL: backup ${R[$DS,$TOOL,backup-wall]} s, CPU ${R[$DS,$TOOL,backup-cpu]} s (MinIO ${R[$DS,$TOOL,backup-store]} s), RSS $(mbk "${R[$DS,$TOOL,backup-rss]}") MB, stored $(mb "${R[$DS,$TOOL,stored]}") MB in ${R[$DS,$TOOL,objects]} objects"
 	else
 		R[$DS,$TOOL,backup-wall]=failed
 	fi
@@ -449,12 +457,14 @@ report_dataset() {
 	echo
 	echo "### Data set: $ds ($what): $(mb "$bytes") MB in ${R[$ds,files]} files (pg_wal left out)"
 	echo
-	echo "| tool | backup wall s | backup CPU s | backup peak RSS MB | stored MB | ratio | restore wall s | restore CPU s | restore peak RSS MB | recovery s | data equal |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	echo "| tool | backup wall s | backup CPU s | MinIO CPU s | cores busy | backup peak RSS MB | stored MB | ratio | restore wall s | restore CPU s | MinIO CPU s | restore peak RSS MB | recovery s | data equal |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for t in walship pgbackrest-zst pgbackrest-lz4 barman; do
 		has_tool "$t" || continue
-		echo "| $(label "$t") | ${R[$ds,$t,backup-wall]:--} | ${R[$ds,$t,backup-cpu]:--} | $(mbk "${R[$ds,$t,backup-rss]:-}") | $(mbq "${R[$ds,$t,stored]:-}") | $(ratio "$bytes" "${R[$ds,$t,stored]:-}")× | ${R[$ds,$t,restore-wall]:--} | ${R[$ds,$t,restore-cpu]:--} | $(mbk "${R[$ds,$t,restore-rss]:-}") | ${R[$ds,$t,recovery]:--} | ${R[$ds,$t,verified]:--} |"
+		echo "| $(label "$t") | ${R[$ds,$t,backup-wall]:--} | ${R[$ds,$t,backup-cpu]:--} | ${R[$ds,$t,backup-store]:--} | $(busy "$ds" "$t" backup) | $(mbk "${R[$ds,$t,backup-rss]:-}") | $(mbq "${R[$ds,$t,stored]:-}") | $(ratio "$bytes" "${R[$ds,$t,stored]:-}")× | ${R[$ds,$t,restore-wall]:--} | ${R[$ds,$t,restore-cpu]:--} | ${R[$ds,$t,restore-store]:--} | $(mbk "${R[$ds,$t,restore-rss]:-}") | ${R[$ds,$t,recovery]:--} | ${R[$ds,$t,verified]:--} |"
 	done
+	echo
+	echo "Cores busy: (the tool's CPU + MinIO's CPU) / (wall × $(nproc) cores). Near 100%, the run is bound by the machine's CPU: the tool can go faster only by spending less CPU, its own or the store's."
 	echo
 	echo "Physical limits on the same files:"
 	echo
@@ -484,6 +494,11 @@ report_dataset() {
 	echo "| walship peak RSS (backup, restore) | $v MB | < 200 MB | $(verdict "$v" '<' 200) |"
 }
 
+# busy DS TOOL PHASE: how much of the machine's cores the tool and MinIO kept busy, in %.
+busy() {
+	awk -v w="${R[$1,$2,$3-wall]:-}" -v c="${R[$1,$2,$3-cpu]:-}" -v m="${R[$1,$2,$3-store]:-}" -v n="$(nproc)" \
+		'BEGIN { if (w + 0 > 0 && c != "") printf "%.0f%%", 100 * (c + m) / (w * n); else print "-" }'
+}
 mbk() { [ -n "${1:-}" ] && awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}' || echo -; }
 mbq() { [ -n "${1:-}" ] && mb "$1" || echo -; }
 
