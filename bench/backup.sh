@@ -304,19 +304,15 @@ stored() {
 		"$WORK/bin/s3size" -endpoint "$ENDPOINT" -ca "$CERT" "$bucket" "$prefix"
 }
 
-# store_cpu: MinIO's CPU time (user + system) so far, in seconds. The store
-# shares the cores with the tool: what it spends storing a backup is work the
-# tool's wall time includes and its own CPU time does not.
-store_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$MINIO_PID/stat"; }
-
 # measure NAME ENVFILE CMD...: runs CMD as postgres with ENVFILE's variables
 # under /usr/bin/time; sets R[$DS,$TOOL,NAME-wall|cpu|rss] (s, s, KB) and
-# R[$DS,$TOOL,NAME-store] (MinIO's CPU s meanwhile).
+# R[$DS,$TOOL,NAME-store], MinIO's CPU s meanwhile: the store shares the
+# cores, so its work is in the tool's wall time but not in the tool's CPU.
 measure() {
 	local name=$1 envf=$2 out=$WORK/logs/$DS-$TOOL-$1
 	shift 2
 	local rc=0 store0
-	store0=$(store_cpu)
+	store0=$(proc_ticks "$MINIO_PID")
 	/usr/bin/time -f '%e %U %S %M' -o "$out.time" \
 		setpriv --reuid=postgres --regid=postgres --init-groups -- env HOME="$WORK/home" \
 		bash -c '. "$1"; shift; exec "$@"' _ "$envf" "$@" >"$out.log" 2>&1 || rc=$?
@@ -329,7 +325,7 @@ measure() {
 	R[$DS,$TOOL,$name-wall]=$wall
 	R[$DS,$TOOL,$name-cpu]=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
 	R[$DS,$TOOL,$name-rss]=$rss
-	R[$DS,$TOOL,$name-store]=$(awk -v a="$store0" -v b="$(store_cpu)" 'BEGIN {printf "%.2f", b - a}')
+	R[$DS,$TOOL,$name-store]=$(awk -v d=$(($(proc_ticks "$MINIO_PID") - store0)) -v t="$TICK_MS" 'BEGIN {printf "%.2f", d * t / 1000}')
 }
 
 wait_no_ready() {

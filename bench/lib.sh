@@ -166,6 +166,11 @@ publish_report() {
 
 # ---------------------------------------------------------------- load
 
+# proc_ticks PID: the process's own CPU time (user + system) so far, in clock
+# ticks of TICK_MS milliseconds; 0 once it is gone.
+TICK_MS=$((1000 / $(getconf CLK_TCK)))
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 psi_total() { awk -F'total=' '/^some/ {print $2}' /proc/pressure/cpu 2>/dev/null || echo 0; }
 psi_since() { # psi_since "START_US START_TOTAL": percent of wall time some task waited for a CPU
 	local now total

@@ -304,12 +304,10 @@ stats() {
 		}'
 }
 
-# CPU accounting, in clock ticks: the whole machine's busy time, and one
-# process's own (MinIO's). Per segment, they say where the time goes and
-# what the store itself costs every tool alike.
-TICK_MS=$((1000 / $(getconf CLK_TCK)))
+# CPU accounting, in clock ticks (proc_ticks and TICK_MS: lib.sh): the whole
+# machine's busy time, and MinIO's own. Per segment, they say where the time
+# goes and what the store itself costs every tool alike.
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cpu_start() { CPU0="$(busy_ticks) $(proc_ticks "$MINIO_PID")"; }
 cpu_stop() { # cpu_stop KEY SEGMENTS: R[KEY,cpu] and R[KEY,miniocpu] in ms per segment
 	local b0 m0 b1 m1
