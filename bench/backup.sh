@@ -453,14 +453,14 @@ report_dataset() {
 	echo
 	echo "### Data set: $ds ($what): $(mb "$bytes") MB in ${R[$ds,files]} files (pg_wal left out)"
 	echo
-	echo "| tool | backup wall s | backup CPU s | MinIO CPU s | cores busy | backup peak RSS MB | stored MB | ratio | restore wall s | restore CPU s | MinIO CPU s | restore peak RSS MB | recovery s | data equal |"
+	echo "| tool | backup wall s | backup CPU s | backup MinIO CPU s | backup cores busy | backup peak RSS MB | stored MB | ratio | restore wall s | restore CPU s | restore MinIO CPU s | restore peak RSS MB | recovery s | data equal |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for t in walship pgbackrest-zst pgbackrest-lz4 barman; do
 		has_tool "$t" || continue
 		echo "| $(label "$t") | ${R[$ds,$t,backup-wall]:--} | ${R[$ds,$t,backup-cpu]:--} | ${R[$ds,$t,backup-store]:--} | $(busy "$ds" "$t" backup) | $(mbk "${R[$ds,$t,backup-rss]:-}") | $(mbq "${R[$ds,$t,stored]:-}") | $(ratio "$bytes" "${R[$ds,$t,stored]:-}")× | ${R[$ds,$t,restore-wall]:--} | ${R[$ds,$t,restore-cpu]:--} | ${R[$ds,$t,restore-store]:--} | $(mbk "${R[$ds,$t,restore-rss]:-}") | ${R[$ds,$t,recovery]:--} | ${R[$ds,$t,verified]:--} |"
 	done
 	echo
-	echo "Cores busy: (the tool's CPU + MinIO's CPU) / (wall × $(nproc) cores). Near 100%, the run is bound by the machine's CPU: the tool can go faster only by spending less CPU, its own or the store's."
+	echo "Backup cores busy: (the tool's CPU + MinIO's CPU) / (wall × $(nproc) cores). Near 100%, the run is bound by the machine's CPU: the tool can go faster only by spending less CPU, its own or the store's."
 	echo
 	echo "Physical limits on the same files:"
 	echo
