@@ -80,7 +80,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		a.dispatch(ctx, work)
 		if time.Since(pruned) > time.Minute {
-			a.Shipper.journal.Prune(a.Shipper.WALDir)
+			a.Shipper.PruneJournal()
 			pruned = time.Now()
 		}
 		select {
@@ -101,7 +101,7 @@ func (a *Agent) dispatch(ctx context.Context, work chan<- string) {
 		busy := a.inFlight[name] || time.Now().Before(a.retryAt[name])
 		a.mu.Unlock()
 		// Has, not Matches: a stale entry is caught when PostgreSQL asks.
-		if busy || a.Shipper.journal.Has(name) {
+		if busy || a.Shipper.Shipped(name) {
 			continue
 		}
 		a.mu.Lock()

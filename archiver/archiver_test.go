@@ -296,3 +296,60 @@ func (r *rig) freshJournal() {
 		os.RemoveAll(m)
 	}
 }
+
+// A repository emptied or recreated at the same location is another
+// repository: what the journal says was shipped to the old one must be
+// shipped again, by a new wal-push process and by a long-running shipper
+// (the agent) once its identity is stale.
+func TestRecreatedRepositoryGetsEverySegmentAgain(t *testing.T) {
+	r := newRig(t)
+	var names []string
+	for i := 1; i <= 4; i++ {
+		name := pg.Segment{Timeline: 1, Seg: uint32(i)}.Name()
+		names = append(names, name)
+		r.segment(name, 7, uint64(i))
+	}
+	agent := r.shipper(4)
+	if err := agent.PushWithLookahead(context.Background(), names[0]); err != nil {
+		t.Fatal(err)
+	}
+	before, err := catalog.LoadIdentity(context.Background(), r.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recreate := func() {
+		root := strings.TrimPrefix(r.repo, "file://")
+		if err := os.RemoveAll(root); err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(root, 0o700)
+	}
+	recreate()
+	// A new wal-push process for each segment PostgreSQL still holds.
+	for _, name := range names[:2] {
+		if err := r.shipper(4).PushWithLookahead(context.Background(), name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	for _, name := range names {
+		if _, err := r.stored(name); err != nil {
+			t.Errorf("%s is not in the recreated repository, though wal-push succeeded: %v", name, err)
+		}
+	}
+	after, err := catalog.LoadIdentity(context.Background(), r.store)
+	if err != nil || after.ID() == before.ID() {
+		t.Fatalf("the recreated repository must have an identity of its own: %+v (before %+v) %v", after, before, err)
+	}
+
+	// The long-running shipper trusts its identity for identityTTL, then
+	// reads it again.
+	defer func(ttl time.Duration) { identityTTL = ttl }(identityTTL)
+	identityTTL = 0
+	recreate()
+	if err := agent.Push(context.Background(), names[2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.stored(names[2]); err != nil {
+		t.Fatalf("the agent answered from the journal of the old repository: %v", err)
+	}
+}

@@ -39,9 +39,13 @@ type Entry struct {
 	Stored time.Time `json:"stored"`
 }
 
-// OpenJournal opens the journal of shipments from walDir to the repository repo.
-func OpenJournal(walDir, repo string) (*Journal, error) {
-	sum := sha256.Sum256([]byte(repo))
+// OpenJournal opens the journal of shipments from walDir to one repository
+// instance: the one at location (URL and endpoint, see storage.Location)
+// whose identity record carries repositoryID. A repository emptied or
+// recreated at the same location gets a new identifier, hence an empty
+// journal: every file is shipped there again.
+func OpenJournal(walDir, location, repositoryID string) (*Journal, error) {
+	sum := sha256.Sum256([]byte(location + "\n" + repositoryID))
 	dir := filepath.Join(walDir, "walship", "journal-"+hex.EncodeToString(sum[:8]))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err

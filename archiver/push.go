@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
@@ -41,17 +41,27 @@ type Shipper struct {
 	Parallel int // files in flight at once, the requested one included
 	Log      *slog.Logger
 
-	journal  *Journal
-	flight   singleflight.Group
-	idMu     sync.Mutex
-	idSystem uint64 // system id this repository was confirmed to belong to
+	flight singleflight.Group
+	idMu   sync.Mutex
+	// id is the repository's identity as last read from the store, at
+	// idRead; journal is the journal of shipments to that very repository.
+	// Both are nil until the identity was read: the journal is only
+	// trusted for the repository instance it was written for.
+	id      *catalog.Identity
+	idRead  time.Time
+	journal *Journal
 }
+
+// identityTTL is how long a long-running shipper (the agent) trusts the
+// identity it read before reading it again: a repository emptied or
+// recreated at the same location is noticed within it. A wal-push process
+// reads it once.
+var identityTTL = time.Minute
 
 // NewShipper prepares a shipper for walDir (PostgreSQL's pg_wal).
 func NewShipper(st storage.Store, enc *codec.Encoder, walDir string, parallel int, log *slog.Logger) (*Shipper, error) {
-	j, err := OpenJournal(walDir, st.String())
-	if err != nil {
-		return nil, fmt.Errorf("opening the push journal in %s: %w", walDir, err)
+	if err := os.MkdirAll(filepath.Join(walDir, "walship"), 0o700); err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", filepath.Join(walDir, "walship"), err)
 	}
 	if parallel < 1 {
 		parallel = 1
@@ -59,7 +69,7 @@ func NewShipper(st storage.Store, enc *codec.Encoder, walDir string, parallel in
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Shipper{Store: st, Encoder: enc, WALDir: walDir, Parallel: parallel, Log: log, journal: j}, nil
+	return &Shipper{Store: st, Encoder: enc, WALDir: walDir, Parallel: parallel, Log: log}, nil
 }
 
 // Push makes sure the file name in pg_wal is durably in the repository. It
@@ -76,7 +86,9 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 	if kind == pg.KindUnknown {
 		return fmt.Errorf("%s is not a file walship archives: expected a WAL segment, .partial, .backup or .history file", path)
 	}
-	if s.journal.Matches(name, path) {
+	if j, err := s.currentJournal(ctx); err != nil {
+		return err
+	} else if j != nil && j.Matches(name, path) {
 		return nil
 	}
 	if err := s.validate(ctx, name, path, kind); err != nil {
@@ -108,8 +120,10 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 	}
 	s.Log.Info("archived", "file", name, "bytes", h.Size, "stored", len(obj))
 	before.Sum = h.Checksum
-	if err := s.journal.Record(name, before); err != nil {
-		s.Log.Warn("could not record in journal", "file", name, "err", err)
+	if j := s.knownJournal(); j != nil {
+		if err := j.Record(name, before); err != nil {
+			s.Log.Warn("could not record in journal", "file", name, "err", err)
+		}
 	}
 	return nil
 }
@@ -220,52 +234,93 @@ func validateText(kind pg.Kind, data []byte) error {
 	return nil
 }
 
-// checkSystem confirms (once per process, and once per pg_wal thanks to a
-// small cache file) that the repository belongs to systemID. Segments claim
-// a new repository (claim); history and backup files, which do not know the
-// segment size, only check.
+// checkSystem confirms that the repository belongs to systemID, reading its
+// identity from the store once per process (once per identityTTL in the
+// agent). Segments claim a new repository (claim); history and backup
+// files, which do not know the segment size, only check.
 func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint32, claim bool) error {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
-	if s.idSystem == systemID || s.cachedSystem() == systemID {
-		s.idSystem = systemID
+	if s.id != nil && time.Since(s.idRead) < identityTTL {
+		if s.id.SystemID != systemID {
+			return catalog.WrongSystem(s.Store, s.id.SystemID, systemID)
+		}
 		return nil
 	}
-	if !claim {
-		return catalog.CheckIdentity(ctx, s.Store, systemID)
+	var id catalog.Identity
+	var err error
+	if claim {
+		id, err = catalog.EnsureIdentity(ctx, s.Store, systemID, segSize)
+	} else {
+		id, err = catalog.LoadIdentity(ctx, s.Store)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // a new repository: its first segment claims it
+		}
+		if err == nil && id.SystemID != systemID {
+			err = catalog.WrongSystem(s.Store, id.SystemID, systemID)
+		}
 	}
-	if _, err := catalog.EnsureIdentity(ctx, s.Store, systemID, segSize); err != nil {
+	if err != nil {
 		return err
 	}
-	s.idSystem = systemID
-	s.saveCachedSystem(systemID)
+	return s.setIdentity(id)
+}
+
+// currentJournal is the journal of the repository instance the store holds
+// now, reading the identity when it is not fresh; nil for a repository
+// without one yet (nothing shipped there can be trusted).
+func (s *Shipper) currentJournal(ctx context.Context) (*Journal, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.id != nil && time.Since(s.idRead) < identityTTL {
+		return s.journal, nil
+	}
+	id, err := catalog.LoadIdentity(ctx, s.Store)
+	if errors.Is(err, storage.ErrNotFound) {
+		s.id, s.journal = nil, nil
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.setIdentity(id); err != nil {
+		return nil, err
+	}
+	return s.journal, nil
+}
+
+// knownJournal is the journal of the identity last read, without a store call.
+func (s *Shipper) knownJournal() *Journal {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	return s.journal
+}
+
+// setIdentity records the identity just read and opens its journal. Called
+// with idMu held.
+func (s *Shipper) setIdentity(id catalog.Identity) error {
+	if s.id == nil || s.id.ID() != id.ID() || s.journal == nil {
+		j, err := OpenJournal(s.WALDir, storage.Location(s.Store), id.ID())
+		if err != nil {
+			return fmt.Errorf("opening the push journal in %s: %w", s.WALDir, err)
+		}
+		s.journal = j
+	}
+	s.id, s.idRead = &id, time.Now()
 	return nil
 }
 
-type identityCache struct {
-	Repo     string `json:"repo"`
-	SystemID uint64 `json:"system_identifier,string"`
+// Shipped reports whether the journal of the repository last confirmed
+// lists name, without checking the file or calling the store.
+func (s *Shipper) Shipped(name string) bool {
+	j := s.knownJournal()
+	return j != nil && j.Has(name)
 }
 
-func (s *Shipper) cachePath() string { return filepath.Join(s.WALDir, "walship", "identity.json") }
-
-func (s *Shipper) cachedSystem() uint64 {
-	data, err := os.ReadFile(s.cachePath())
-	if err != nil {
-		return 0
-	}
-	var c identityCache
-	if json.Unmarshal(data, &c) != nil || c.Repo != s.Store.String() {
-		return 0
-	}
-	return c.SystemID
-}
-
-func (s *Shipper) saveCachedSystem(id uint64) {
-	data, _ := json.Marshal(identityCache{Repo: s.Store.String(), SystemID: id})
-	tmp := s.cachePath() + ".tmp"
-	if os.WriteFile(tmp, data, 0o600) == nil {
-		os.Rename(tmp, s.cachePath())
+// PruneJournal drops journal entries of files gone from pg_wal.
+func (s *Shipper) PruneJournal() {
+	if j := s.knownJournal(); j != nil {
+		j.Prune(s.WALDir)
 	}
 }
 
@@ -296,6 +351,9 @@ func (s *Shipper) Ready() []string {
 // ready files not yet shipped, so PostgreSQL's next calls find them done.
 // Only name's outcome decides the result; the others are best effort.
 func (s *Shipper) PushWithLookahead(ctx context.Context, name string) error {
+	// Read the identity first: the look-ahead skips what the journal of
+	// this repository instance lists. An error here is name's push's too.
+	s.currentJournal(ctx)
 	var g errgroup.Group
 	g.SetLimit(s.Parallel)
 	var result error
@@ -305,7 +363,7 @@ func (s *Shipper) PushWithLookahead(ctx context.Context, name string) error {
 		if extra >= s.Parallel-1 {
 			break
 		}
-		if other == name || s.journal.Has(other) {
+		if other == name || s.Shipped(other) {
 			continue
 		}
 		extra++
@@ -317,7 +375,7 @@ func (s *Shipper) PushWithLookahead(ctx context.Context, name string) error {
 		})
 	}
 	g.Wait()
-	s.journal.Prune(s.WALDir)
+	s.PruneJournal()
 	return result
 }
 

@@ -4,6 +4,8 @@ package catalog
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +41,25 @@ type Identity struct {
 	SystemID       uint64    `json:"system_identifier,string"`
 	WALSegmentSize uint32    `json:"wal_segment_size"`
 	Created        time.Time `json:"created"`
+	// RepositoryID is random, drawn when the record is written: it tells
+	// two repositories at the same location apart (one emptied or
+	// recreated there), which the location alone cannot.
+	RepositoryID string `json:"repository_id,omitempty"`
+}
+
+// ID names this repository instance. Records written before RepositoryID
+// existed are told apart by their creation time, to the nanosecond.
+func (id Identity) ID() string {
+	if id.RepositoryID != "" {
+		return id.RepositoryID
+	}
+	return "created-" + id.Created.UTC().Format(time.RFC3339Nano)
+}
+
+func newRepositoryID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // ErrWrongSystem: the repository belongs to another database system.
@@ -68,7 +89,7 @@ func LoadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
 func EnsureIdentity(ctx context.Context, st storage.Store, systemID uint64, segSize uint32) (Identity, error) {
 	id, err := LoadIdentity(ctx, st)
 	if errors.Is(err, storage.ErrNotFound) {
-		id = Identity{SystemID: systemID, WALSegmentSize: segSize, Created: time.Now().UTC()}
+		id = Identity{SystemID: systemID, WALSegmentSize: segSize, Created: time.Now().UTC(), RepositoryID: newRepositoryID()}
 		data, _ := json.MarshalIndent(id, "", "  ")
 		err = st.Put(ctx, IdentityKey, append(data, '\n'), storage.PutOptions{IfNotExists: true})
 		if errors.Is(err, storage.ErrExists) {

@@ -33,6 +33,7 @@ type retryStore struct {
 }
 
 func (r *retryStore) String() string { return r.inner.String() }
+func (r *retryStore) Location() string { return Location(r.inner) }
 
 // do runs fn until it succeeds, fails for good, or the bounds are reached.
 // Giving up wraps the last error, so errors.Is still sees its cause.

@@ -145,6 +145,9 @@ func caPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// Location is the URL and the endpoint (empty for AWS).
+func (s *s3Store) Location() string { return s.String() + " at " + s.opts.Endpoint }
+
 func (s *s3Store) String() string {
 	if s.prefix == "" {
 		return "s3://" + s.bucket

@@ -580,3 +580,19 @@ func (r *recordingClient) Do(req *http.Request) (*http.Response, error) {
 	}
 	return resp, err
 }
+
+// Local state keyed by a repository (journals, caches) must tell the same
+// bucket on two endpoints apart.
+func TestLocationNamesTheEndpoint(t *testing.T) {
+	open := func(endpoint string) string {
+		st, err := Open(context.Background(), "s3://bucket/prefix", Options{S3: S3Options{Endpoint: endpoint, Region: "us-east-1", PathStyle: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Location(st)
+	}
+	a, b := open("http://127.0.0.1:9000"), open("http://127.0.0.1:9001")
+	if a == b || !strings.Contains(a, "127.0.0.1:9000") {
+		t.Fatalf("locations %q and %q", a, b)
+	}
+}

@@ -78,3 +78,13 @@ func DeleteAll(ctx context.Context, st Store, keys []string) error {
 	}
 	return nil
 }
+
+// Location names where a store's objects live, for keying local state
+// (journals, caches) to one repository: its URL, and for S3 the endpoint
+// too, since the same bucket name on two endpoints is two repositories.
+func Location(st Store) string {
+	if l, ok := st.(interface{ Location() string }); ok {
+		return l.Location()
+	}
+	return st.String()
+}

@@ -21,6 +21,7 @@ type timeoutStore struct {
 }
 
 func (t *timeoutStore) String() string { return t.inner.String() }
+func (t *timeoutStore) Location() string { return Location(t.inner) }
 
 // explain names the timeout when it, and not the caller, ended the call.
 func (t *timeoutStore) explain(parent, ctx context.Context, op, key string, err error) error {
