@@ -32,7 +32,7 @@ type retryStore struct {
 	maxAttempts int
 }
 
-func (r *retryStore) String() string { return r.inner.String() }
+func (r *retryStore) String() string   { return r.inner.String() }
 func (r *retryStore) Location() string { return Location(r.inner) }
 
 // do runs fn until it succeeds, fails for good, or the bounds are reached.

@@ -20,7 +20,7 @@ type timeoutStore struct {
 	d     time.Duration
 }
 
-func (t *timeoutStore) String() string { return t.inner.String() }
+func (t *timeoutStore) String() string   { return t.inner.String() }
 func (t *timeoutStore) Location() string { return Location(t.inner) }
 
 // explain names the timeout when it, and not the caller, ended the call.
