@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,8 +11,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/walship/walship/e2e/harness"
+	"github.com/walship/walship/internal/pg"
 )
+
+// cliSystemIDOf is the system identifier in a pg_control file's bytes.
+func cliSystemIDOf(t *testing.T, control []byte) uint64 {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "global"), 0o700)
+	if err := os.WriteFile(filepath.Join(dir, "global", "pg_control"), control, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id, err := pg.ControlSystemID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
 
 // cliFetchEnv is env for wal-fetch without the detached prefetcher, so no
 // process outlives the test.
@@ -88,14 +107,10 @@ func TestFetchNotFound(t *testing.T) {
 	_, env := cliMinIO(t, "fetch")
 	dir := cliDataDir(t, w.controlA)
 
-	// An empty repository, before anything was pushed.
-	r := cliRun(t, dir, cliFetchEnv(env), "wal-fetch", w.segA[0].name, "pg_wal/RECOVERYXLOG")
-	cliExpect(t, r, 1)
-	cliNoDest(t, dir, "pg_wal/RECOVERYXLOG")
-
 	cliExpect(t, cliRun(t, dir, env, "wal-push", cliPlace(t, dir, w.segA[0].name, w.segA[0].data)), 0)
+	system := fmt.Sprint(cliSystemIDOf(t, w.controlA))
 	for _, name := range []string{w.segA[1].name, "00000002.history", w.segA[0].name + ".partial"} {
-		r := cliRun(t, dir, cliFetchEnv(env), "wal-fetch", name, "pg_wal/RECOVERYXLOG")
+		r := cliRun(t, dir, cliFetchEnv(env), "wal-fetch", name, "pg_wal/RECOVERYXLOG", "--system-id", system)
 		cliExpect(t, r, 1)
 		if r.stderr != "" || r.stdout != "" {
 			t.Errorf("wal-fetch %s (not archived) printed stdout %q stderr %q; PostgreSQL asks for missing files all the time", name, r.stdout, r.stderr)
@@ -103,8 +118,54 @@ func TestFetchNotFound(t *testing.T) {
 		cliNoDest(t, dir, "pg_wal/RECOVERYXLOG")
 	}
 	// With --verbose it says why.
-	r = cliRun(t, dir, cliFetchEnv(env, "WALSHIP_VERBOSE=true"), "wal-fetch", w.segA[1].name, "pg_wal/RECOVERYXLOG")
+	r := cliRun(t, dir, cliFetchEnv(env, "WALSHIP_VERBOSE=true"), "wal-fetch", w.segA[1].name, "pg_wal/RECOVERYXLOG")
 	cliExpect(t, r, 1, w.segA[1].name, "not in the archive")
+}
+
+// "Not found" (exit 1) means: this repository exists, is the one recovery
+// expects, and lacks the file. A location without a repository — a file://
+// folder not mounted, a wrong S3 prefix, a deleted bucket, a repository never
+// written to — or a repository of another database system is exit 128:
+// PostgreSQL would otherwise end recovery early and fork a timeline.
+func TestFetchWithoutTheRepositoryIsFatal(t *testing.T) {
+	w := cliFixtures(t)
+	m, env := cliMinIO(t, "fetch")
+	dir := cliDataDir(t, w.controlA)
+	seg := w.segA[0]
+	fetch := func(t *testing.T, env []string, extra ...string) result {
+		t.Helper()
+		args := append([]string{"wal-fetch", w.segA[1].name, "pg_wal/RECOVERYXLOG"}, extra...)
+		r := cliRun(t, dir, cliFetchEnv(env), args...)
+		cliNoDest(t, dir, "pg_wal/RECOVERYXLOG")
+		return r
+	}
+	t.Run("repository never written to", func(t *testing.T) {
+		cliExpect(t, fetch(t, env), 128, "not the repository recovery expects", "walship.json")
+	})
+	cliExpect(t, cliRun(t, dir, env, "wal-push", cliPlace(t, dir, seg.name, seg.data)), 0)
+	t.Run("healthy repository", func(t *testing.T) {
+		cliExpect(t, fetch(t, env), 1)
+	})
+	t.Run("wrong prefix", func(t *testing.T) {
+		cliExpect(t, fetch(t, append(env, "WALSHIP_REPO=s3://fetch/other")), 128, "s3://fetch/other", "walship.json")
+	})
+	t.Run("file folder not mounted", func(t *testing.T) {
+		root := filepath.Join(dir, "mnt", "repo") // readable by the server's user; never created
+		cliExpect(t, fetch(t, append(env, "WALSHIP_REPO=file://"+root)), 128, root, "walship.json")
+	})
+	t.Run("another system's repository", func(t *testing.T) {
+		other := fmt.Sprint(cliSystemIDOf(t, w.controlB))
+		cliExpect(t, fetch(t, env, "--system-id", other), 128, "recovery expects system "+other)
+		cliExpect(t, fetch(t, env, "--system-id", fmt.Sprint(cliSystemIDOf(t, w.controlA))), 1)
+	})
+	t.Run("deleted bucket", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := m.Client.RemoveBucketWithOptions(ctx, "fetch", minio.RemoveBucketOptions{ForceDelete: true}); err != nil {
+			t.Fatal(err)
+		}
+		cliExpect(t, fetch(t, env), 128)
+	})
 }
 
 // A store that is down is not "not found": exit 128 so that PostgreSQL stops

@@ -24,6 +24,11 @@ import (
 // make it end recovery early, at the wrong point.
 var ErrNotInArchive = errors.New("not in the archive")
 
+// ErrNoRepository: the location holds no repository (no identity record):
+// a volume not mounted, a wrong prefix or endpoint, a bucket that vanished.
+// A missing file there proves nothing, so it must not be ErrNotInArchive.
+var ErrNoRepository = errors.New("no walship repository at this location")
+
 // Fetcher fetches archived WAL files.
 type Fetcher struct {
 	Store   storage.Store
@@ -32,6 +37,12 @@ type Fetcher struct {
 	// wrapper already retries opening). Default 1m.
 	Budget time.Duration
 	Log    *slog.Logger
+	// SystemID, when set, is the database system recovery expects (restore
+	// writes it into restore_command): a repository of another system is
+	// an error, never "not found".
+	SystemID uint64
+
+	confirmed bool // the repository's identity was read and matched
 }
 
 // Fetch writes the archived file name to dest atomically, verified. It
@@ -64,6 +75,9 @@ func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error
 		case err == nil:
 			return nil
 		case errors.Is(err, storage.ErrNotFound):
+			if err := f.confirmRepository(ctx); err != nil {
+				return fmt.Errorf("%s is not in %s, and that location is not the repository recovery expects: %w", name, f.Store, err)
+			}
 			return fmt.Errorf("%s: %w", name, ErrNotInArchive)
 		case errors.Is(err, codec.ErrCorrupt):
 			return fmt.Errorf("%s in %s (%s) is damaged and cannot be used: %w. Restore it from another copy of the repository, or choose a recovery target before it",
@@ -84,6 +98,27 @@ func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error
 			return ctx.Err()
 		}
 	}
+}
+
+// confirmRepository proves that the store holds a walship repository, of the
+// expected system when SystemID is set, before a missing file may be reported
+// as "not in the archive".
+func (f *Fetcher) confirmRepository(ctx context.Context) error {
+	if f.confirmed {
+		return nil
+	}
+	id, err := catalog.LoadIdentity(ctx, f.Store)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("%w: %s has no %s (a folder or volume not mounted, a wrong prefix or endpoint, a deleted bucket, or nothing was ever archived there)",
+			ErrNoRepository, f.Store, catalog.IdentityKey)
+	case err != nil:
+		return err
+	case f.SystemID != 0 && id.SystemID != f.SystemID:
+		return fmt.Errorf("%w: it belongs to database system %d, but recovery expects system %d", catalog.ErrWrongSystem, id.SystemID, f.SystemID)
+	}
+	f.confirmed = true
+	return nil
 }
 
 // fetchOnce downloads one object into dest, fsynced only when durable.

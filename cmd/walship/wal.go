@@ -61,19 +61,22 @@ pg_wal directory, wal-push only asks it and waits for the answer.`,
 
 func walFetchCmd(c *config) *cobra.Command {
 	var prefetchFor string
+	var systemID uint64
 	cmd := &cobra.Command{
 		Use:   "wal-fetch NAME DEST",
 		Short: "restore one WAL file (restore_command = 'walship wal-fetch %f %p')",
 		Long: `Fetches, decrypts, decompresses and verifies one archived file and writes DEST
-atomically. Exit status: 0 fetched; 1 not in the archive; 128 the archive could
-not be read (store unreachable, damaged object, bad configuration) — above 125,
-so PostgreSQL stops recovery instead of ending it early.
+atomically. Exit status: 0 fetched; 1 not in the archive (the repository is
+there, with its identity record, of the expected system); 128 anything else
+(store unreachable, no repository at this location, another system's
+repository, damaged object, bad configuration) — above 125, so PostgreSQL
+stops recovery instead of ending it early.
 
 After a segment, a background process prefetches the next --prefetch segments
 into pg_wal/walship/prefetch, so PostgreSQL's next calls are served locally.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			err := runWalFetch(cmd, c, args[0], args[1], prefetchFor)
+			err := runWalFetch(cmd, c, args[0], args[1], prefetchFor, systemID)
 			switch {
 			case err == nil:
 				return nil
@@ -88,12 +91,13 @@ into pg_wal/walship/prefetch, so PostgreSQL's next calls are served locally.`,
 		},
 	}
 	cmd.Flags().IntVar(&c.prefetch, "prefetch", 8, "segments to fetch ahead (0: none)")
+	cmd.Flags().Uint64Var(&systemID, "system-id", 0, "the database system recovery expects; a repository of another system is an error (restore writes it)")
 	cmd.Flags().StringVar(&prefetchFor, "prefetch-after", "", "internal: fill the spool after this segment and exit")
 	cmd.Flags().MarkHidden("prefetch-after")
 	return cmd
 }
 
-func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string) error {
+func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string, systemID uint64) error {
 	if pg.KindOf(name) == pg.KindUnknown {
 		return fmt.Errorf("%q is not a WAL segment, .partial, .backup or .history file name", name)
 	}
@@ -110,7 +114,7 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string) 
 	if err != nil {
 		return err
 	}
-	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger()}
+	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger(), SystemID: systemID}
 	if prefetchFor != "" {
 		// Depth and parallelism differ: a few downloads at once saturate the
 		// link, and each one holds buffers.
