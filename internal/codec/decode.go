@@ -229,7 +229,7 @@ func (x *decoding) end() error {
 	case x.src.err != nil:
 		return &SourceError{x.src.err}
 	case err != nil:
-		return err
+		return &SourceError{err} // a reader that misbehaves (no progress)
 	case !ended:
 		return x.refuse(fmt.Errorf("%w: bytes follow the payload", ErrCorrupt))
 	case !t.complete():
@@ -262,7 +262,7 @@ func (x *decoding) refuse(err error) error {
 	case x.src.err != nil:
 		return &SourceError{x.src.err}
 	case derr != nil:
-		return derr
+		return &SourceError{derr}
 	case !ended || !x.auth.authentic():
 		return x.tampered()
 	}
