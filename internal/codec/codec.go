@@ -1,8 +1,9 @@
 // Package codec turns a file into a self-describing stored object and back:
 // a small clear-text header (what the payload needs to be decoded, plus the
 // size and checksum of the original bytes), then the payload, compressed and
-// optionally encrypted with age. Fetching therefore needs no matching
-// configuration, only the key when the object is encrypted.
+// optionally encrypted with age, and, in an authenticated repository, a
+// trailer that proves who wrote it (see mac.go). Fetching therefore needs no
+// matching configuration, only the key when the object is encrypted.
 package codec
 
 import (
@@ -27,6 +28,21 @@ const maxHeaderLen = 64 << 10
 // promises: truncated, altered, or not written by walship.
 var ErrCorrupt = errors.New("corrupt object")
 
+// ErrTampered marks objects refused because they cannot come from walship
+// writing with this repository's keys: unencrypted in an encrypted
+// repository, or without a valid authentication trailer. It is a kind of
+// ErrCorrupt (errors.Is(ErrTampered, ErrCorrupt) holds), so callers that stop
+// at damaged objects stop at these too.
+var ErrTampered error = tamperedError{}
+
+type tamperedError struct{}
+
+func (tamperedError) Error() string        { return "tampered object" }
+func (tamperedError) Is(target error) bool { return target == ErrCorrupt }
+
+// errBadMagic: the bytes are not a walship object at all.
+var errBadMagic = fmt.Errorf("%w: not a walship object (bad magic)", ErrCorrupt)
+
 // Header is stored in clear text at the front of every object.
 type Header struct {
 	Name     string `json:"name"`           // the file's name when it was stored
@@ -37,6 +53,9 @@ type Header struct {
 	SHA256      string `json:"sha256,omitempty"`
 	Compression string `json:"compression"`
 	Encryption  string `json:"encryption,omitempty"` // "age" or empty
+	// MAC names the authentication trailer after the payload: macHMACSHA256
+	// or empty (none, the format of every object before it).
+	MAC string `json:"mac,omitempty"`
 }
 
 // Compressions lists the accepted compression names, the default first.
@@ -66,14 +85,15 @@ func writeHeader(w io.Writer, h Header) error {
 }
 
 // ReadHeader reads the header at the front of an object, leaving r positioned
-// at the payload.
+// at the payload. It checks nothing the payload would prove (see Decode):
+// unknown fields are ignored, so newer objects stay readable.
 func ReadHeader(r io.Reader) (Header, error) {
 	var pre [12]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
 		return Header{}, classifyRead(err, "header")
 	}
 	if !bytes.Equal(pre[:8], magic) {
-		return Header{}, fmt.Errorf("%w: not a walship object (bad magic)", ErrCorrupt)
+		return Header{}, errBadMagic
 	}
 	n := binary.LittleEndian.Uint32(pre[8:])
 	if n == 0 || n > maxHeaderLen {

@@ -17,7 +17,7 @@ import (
 )
 
 // walLike is half random, half repetitive, like a real WAL segment.
-func walLike(t *testing.T, n int) []byte {
+func walLike(t testing.TB, n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b[:n/2])
 	copy(b[n/2:], bytes.Repeat([]byte("INSERT pgbench_history "), n/40))

@@ -21,6 +21,10 @@ type Encoder struct {
 	Level       int    // compression level; 0 means the codec's default
 	// Recipients, when set, encrypt the payload with age for these keys.
 	Recipients []age.Recipient
+	// MACKey, the repository's authentication key, when set, ends every
+	// object with a trailer that proves it was written with the key (see
+	// mac.go). Without it objects have the format they always had.
+	MACKey []byte
 }
 
 func (e *Encoder) compression() string {
@@ -33,13 +37,36 @@ func (e *Encoder) compression() string {
 // Encode writes h and the encoded src to dst. The caller fills h.Name,
 // h.Size and h.Checksum; Encode fills the codec fields.
 func (e *Encoder) Encode(dst io.Writer, h Header, src io.Reader) error {
-	h.Compression = e.compression()
-	if err := CheckCompression(h.Compression); err != nil {
+	if len(e.MACKey) == 0 {
+		return e.encode(dst, h, src)
+	}
+	if err := checkMACKey(e.MACKey); err != nil {
 		return err
 	}
-	h.Encryption = ""
+	mac := newObjectMAC(e.MACKey)
+	if err := e.encode(io.MultiWriter(dst, mac), h, src); err != nil {
+		return err
+	}
+	_, err := dst.Write(mac.Sum(nil))
+	return err
+}
+
+// codecFields fills the header fields that say how the payload is encoded.
+func (e *Encoder) codecFields(h *Header) {
+	h.Compression, h.Encryption, h.MAC = e.compression(), "", ""
 	if len(e.Recipients) > 0 {
 		h.Encryption = "age"
+	}
+	if len(e.MACKey) > 0 {
+		h.MAC = macHMACSHA256
+	}
+}
+
+// encode writes the object without its trailer.
+func (e *Encoder) encode(dst io.Writer, h Header, src io.Reader) error {
+	e.codecFields(&h)
+	if err := CheckCompression(h.Compression); err != nil {
+		return err
 	}
 	if err := writeHeader(dst, h); err != nil {
 		return err
@@ -108,9 +135,15 @@ func (e *Encoder) compressor(w io.Writer) (io.WriteCloser, error) {
 // EncodeFile reads the file at path once and returns it as a stored object
 // named name, with its header. Memory holds only
 // the encoded bytes: the header goes first with a placeholder checksum that
-// is filled in, at a fixed width, once the file has been read. A caller done
-// with the object may hand it to Release, for the next EncodeFile.
+// is filled in, at a fixed width, once the file has been read, and the
+// trailer, when there is one, is computed after. A caller done with the
+// object may hand it to Release, for the next EncodeFile.
 func (e *Encoder) EncodeFile(path, name string) ([]byte, Header, error) {
+	if len(e.MACKey) > 0 {
+		if err := checkMACKey(e.MACKey); err != nil {
+			return nil, Header{}, err
+		}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, Header{}, err
@@ -129,7 +162,7 @@ func (e *Encoder) EncodeFile(path, name string) ([]byte, Header, error) {
 	buf := bytes.NewBuffer(reuse())
 	buf.Grow(int(size/8) + 64<<10)
 	hr := &hashingReader{r: f, h: NewChecksum()}
-	if err := e.Encode(buf, h, hr); err != nil {
+	if err := e.encode(buf, h, hr); err != nil {
 		return nil, Header{}, fmt.Errorf("encoding %s: %w", path, err)
 	}
 	if hr.n != size {
@@ -143,9 +176,11 @@ func (e *Encoder) EncodeFile(path, name string) ([]byte, Header, error) {
 	}
 	h.Checksum = ChecksumOf(hr.h)
 	copy(obj[at+len(`"xxh3":"`):], h.Checksum)
-	h.Compression, h.Encryption = e.compression(), ""
-	if len(e.Recipients) > 0 {
-		h.Encryption = "age"
+	e.codecFields(&h)
+	if len(e.MACKey) > 0 {
+		mac := newObjectMAC(e.MACKey)
+		mac.Write(obj)
+		obj = mac.Sum(obj)
 	}
 	return obj, h, nil
 }

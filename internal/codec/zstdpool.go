@@ -16,6 +16,12 @@ import (
 // pgbench WAL: 14.8 vs 14.9) and keeps encoder and decoder memory small.
 const zstdWindow = 1 << 20
 
+// zstdMaxWindow is the largest window a decoder accepts: zstd's default of
+// 8 MiB, which walship wrote before zstdWindow. A frame that asks for more
+// (up to 512 MiB by default, or a single-segment frame as large as its
+// content) was not written by walship and would make the decoder allocate it.
+const zstdMaxWindow = 8 << 20
+
 var (
 	zstdEncoders [zstd.SpeedBestCompression + 1]sync.Pool // by level
 	zstdDecoders sync.Pool
@@ -72,7 +78,8 @@ func newZstdReader(r io.Reader) (io.ReadCloser, error) {
 		}
 		return &pooledDecoder{dec: dec}, nil
 	}
-	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow))
 	if err != nil {
 		return nil, err
 	}
