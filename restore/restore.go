@@ -209,38 +209,6 @@ func runningServer(dir string) (int, bool) {
 	return pid, err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// checkManifest rejects a manifest whose parts point outside its objects,
-// before any byte is written where it says.
-func checkManifest(m *catalog.Manifest) error {
-	for _, f := range m.Files {
-		if err := safePath(f.Path); err != nil {
-			return fmt.Errorf("manifest of backup %s: %w", m.ID, err)
-		}
-		var n int64
-		for _, p := range f.Parts {
-			if p.Object < 0 || p.Object >= len(m.Objects) || p.Offset < 0 || p.Length <= 0 || p.Offset+p.Length > m.Objects[p.Object].Size {
-				return fmt.Errorf("manifest of backup %s: %s has a part outside its objects", m.ID, f.Path)
-			}
-			n += p.Length
-		}
-		if f.Type == catalog.TypeFile && n != f.Size {
-			return fmt.Errorf("manifest of backup %s: the parts of %s hold %d bytes, not %d", m.ID, f.Path, n, f.Size)
-		}
-	}
-	if m.BackupLabel == "" {
-		return fmt.Errorf("manifest of backup %s has no backup_label", m.ID)
-	}
-	return nil
-}
-
-// safePath keeps a manifest path inside the data directory.
-func safePath(p string) error {
-	if p == "" || strings.HasPrefix(p, "/") || filepath.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") {
-		return fmt.Errorf("unsafe path %q", p)
-	}
-	return nil
-}
-
 // tablespace is one tablespace to lay down.
 type tablespace struct {
 	oid      uint32
