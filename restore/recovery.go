@@ -16,17 +16,17 @@ func (l *layout) writeRecoveryFiles(settings [][2]string) error {
 		return err
 	}
 	if l.m.TablespaceMap != "" {
-		if err := os.WriteFile(l.path(tablespaceMap), []byte(l.tablespaceMap()), 0o600); err != nil {
+		if err := l.writeEntry(tablespaceMap, []byte(l.tablespaceMap())); err != nil {
 			return err
 		}
 	}
-	if err := os.WriteFile(l.path(backupLabel), []byte(l.m.BackupLabel), 0o600); err != nil {
+	if err := l.writeEntry(backupLabel, []byte(l.m.BackupLabel)); err != nil {
 		return err
 	}
 	if err := l.flush.sync(); err != nil {
 		return err
 	}
-	if err := os.WriteFile(l.path("recovery.signal"), nil, 0o600); err != nil {
+	if err := l.writeEntry("recovery.signal", nil); err != nil {
 		return err
 	}
 	return l.flush.sync()
@@ -55,8 +55,7 @@ func recoveryKey(key string) bool {
 // writeAutoConf rewrites postgresql.auto.conf: the backup's settings without
 // old recovery settings, then ours.
 func (l *layout) writeAutoConf(settings [][2]string) error {
-	p := l.path(autoConf)
-	old, err := os.ReadFile(p)
+	old, err := l.readEntry(autoConf)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -75,7 +74,7 @@ func (l *layout) writeAutoConf(settings [][2]string) error {
 	for _, s := range settings {
 		fmt.Fprintf(&b, "%s = %s\n", s[0], ConfQuote(s[1]))
 	}
-	return os.WriteFile(p, []byte(b.String()), 0o600)
+	return l.writeEntry(autoConf, []byte(b.String()))
 }
 
 // ConfQuote quotes a value for postgresql.conf.

@@ -214,7 +214,7 @@ type tablespace struct {
 	oid      uint32
 	link     string // pg_tblspc/<oid>
 	location string
-	mode     uint32
+	fd       int // of location, while the layout writes
 }
 
 // planTablespaces maps each tablespace of the backup to its location: the
@@ -248,7 +248,7 @@ func planTablespaces(m *catalog.Manifest, relocate map[uint32]string, pgdata str
 				return nil, fmt.Errorf("tablespaces %d and %d would share %s: give each its own --tablespace OID=DIR", o.oid, f.Tablespace, loc)
 			}
 		}
-		out = append(out, tablespace{oid: f.Tablespace, link: f.Path, location: loc, mode: f.Mode})
+		out = append(out, tablespace{oid: f.Tablespace, link: f.Path, location: loc, fd: -1})
 	}
 	for oid := range relocate {
 		if !known[oid] {

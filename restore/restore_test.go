@@ -117,7 +117,7 @@ func testEntries(origTS string) []entry {
 		{path: "base/1/empty", typ: catalog.TypeFile, data: "", mode: 0o640},
 		{path: "pg_wal", typ: catalog.TypeDir, mode: 0o700},
 		{path: "pg_tblspc", typ: catalog.TypeDir, mode: 0o700},
-		{path: "pg_tblspc/16385", typ: catalog.TypeLink, link: origTS, mode: 0o700, oid: 16385},
+		{path: "pg_tblspc/16385", typ: catalog.TypeLink, link: origTS, mode: 0o777, oid: 16385}, // a link's mode, as lstat gives it
 		{path: "pg_tblspc/16385/PG_15_202209061", typ: catalog.TypeDir, mode: 0o700, oid: 16385},
 		{path: "pg_tblspc/16385/PG_15_202209061/5", typ: catalog.TypeDir, mode: 0o700, oid: 16385},
 		{path: "pg_tblspc/16385/PG_15_202209061/5/16386", typ: catalog.TypeFile, data: "tablespace data", mode: 0o600, oid: 16385},
@@ -186,6 +186,9 @@ func TestRestoreLaysDownBackup(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(moved, "PG_15_202209061/5/16386")); string(got) != "tablespace data" {
 		t.Errorf("tablespace file: %q", got)
+	}
+	if fi, err := os.Stat(moved); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("tablespace location %s: mode %v (%v), want 0700 as CREATE TABLESPACE leaves it", moved, fi.Mode().Perm(), err)
 	}
 	want := map[string]string{
 		"backup_label":         testLabel,
