@@ -104,7 +104,6 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 	if err := l.finishModes(); err != nil {
 		return err
 	}
-	res.Settings = append([][2]string{{"restore_command", o.RestoreCommand}}, o.Target.Settings()...)
 	return l.writeRecoveryFiles(res.Settings)
 }
 

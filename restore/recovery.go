@@ -45,15 +45,25 @@ func (l *layout) tablespaceMap() string {
 	return b.String()
 }
 
-// recoveryKey matches settings a previous restore of the source server may
-// have left in postgresql.auto.conf; two recovery targets would stop the
-// server from starting, so they are replaced.
-func recoveryKey(key string) bool {
-	return key == "restore_command" || strings.HasPrefix(key, "recovery_target")
+// replacedKey matches the settings of the backup's postgresql.auto.conf
+// that the restore replaces: the ones it writes, and every recovery target
+// a previous restore of the source server may have left (two recovery
+// targets would stop the server from starting).
+func replacedKey(key string, settings [][2]string) bool {
+	key = strings.ToLower(key)
+	if strings.HasPrefix(key, "recovery_target") {
+		return true
+	}
+	for _, s := range settings {
+		if key == s[0] {
+			return true
+		}
+	}
+	return false
 }
 
 // writeAutoConf rewrites postgresql.auto.conf: the backup's settings without
-// old recovery settings, then ours.
+// the ones replaced, then ours.
 func (l *layout) writeAutoConf(settings [][2]string) error {
 	old, err := l.readEntry(autoConf)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -62,7 +72,7 @@ func (l *layout) writeAutoConf(settings [][2]string) error {
 	var b strings.Builder
 	for _, line := range strings.SplitAfter(string(old), "\n") {
 		key, _, _ := strings.Cut(strings.TrimSpace(line), "=")
-		if recoveryKey(strings.TrimSpace(key)) {
+		if replacedKey(strings.TrimSpace(key), settings) {
 			continue
 		}
 		b.WriteString(line)

@@ -32,6 +32,9 @@ type Options struct {
 	Jobs           int // objects downloaded at once; default DefaultJobs()
 	// RestoreCommand goes into postgresql.auto.conf as restore_command.
 	RestoreCommand string
+	// Archive says what becomes of the source's WAL archiving in the
+	// restored configuration; the zero value is ArchiveOff.
+	Archive ArchiveMode
 	// Budget bounds the retries of an object whose download broke off
 	// midway (the store wrapper already retries opening it). Default 1m.
 	Budget time.Duration
@@ -50,6 +53,47 @@ type Result struct {
 	Bytes    int64                 `json:"bytes"`
 	Objects  int                   `json:"objects"`
 	Settings [][2]string           `json:"settings"` // what went into postgresql.auto.conf
+	Archive  ArchiveMode           `json:"archive_mode"`
+}
+
+// ArchiveMode is what a restore does with the source's WAL archiving.
+type ArchiveMode string
+
+const (
+	// ArchiveOff turns archiving off in the restored configuration
+	// (archive_mode = 'off' in postgresql.auto.conf, which wins over
+	// postgresql.conf and its includes) and empties recovery_end_command
+	// and archive_cleanup_command. A copy restored to test or to look at
+	// the past, started with the source's environment, would otherwise
+	// promote and archive its new timeline into the source's repository,
+	// where recovery following the latest timeline would then replay it.
+	ArchiveOff ArchiveMode = "off"
+	// ArchivePreserve keeps the source's archiving settings: what a
+	// replica or a real disaster recovery, which replaces the source, wants.
+	ArchivePreserve ArchiveMode = "preserve"
+)
+
+// archiveSettings are the settings ArchiveOff writes.
+var archiveSettings = [][2]string{{"archive_mode", "off"}, {"recovery_end_command", ""}, {"archive_cleanup_command", ""}}
+
+func checkArchiveMode(a ArchiveMode) (ArchiveMode, error) {
+	switch a {
+	case "", ArchiveOff:
+		return ArchiveOff, nil
+	case ArchivePreserve:
+		return a, nil
+	}
+	return "", fmt.Errorf("archive mode %q: use off (the restored server does not archive) or preserve (it archives as the source did)", a)
+}
+
+// recoverySettings are what goes into postgresql.auto.conf: restore_command,
+// the target, and archiving turned off unless it is preserved.
+func recoverySettings(o Options, m *catalog.Manifest) [][2]string {
+	settings := append([][2]string{{"restore_command", o.RestoreCommand}}, o.Target.Settings()...)
+	if o.Archive == ArchiveOff {
+		settings = append(settings, archiveSettings...)
+	}
+	return settings
 }
 
 // DefaultJobs is two objects per core: a worker spends much of its time
@@ -75,6 +119,11 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	archive, err := checkArchiveMode(o.Archive)
+	if err != nil {
+		return nil, err
+	}
+	o.Archive = archive
 	pgdata, err := filepath.Abs(o.PGData)
 	if err != nil {
 		return nil, err
@@ -124,11 +173,15 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 			return nil, err
 		}
 	}
+	settings := recoverySettings(o, m)
+	if err := checkSettings(settings); err != nil {
+		return nil, err
+	}
 	o.Log.Info("restoring", "backup", b.ID, "target", o.Target.String(), "timeline", tli, "files", len(m.Files), "objects", len(m.Objects))
 
 	// Every check passed: from here on, writes, undone on failure.
 	lay := &layout{pgdata: o.PGData, m: m, spaces: spaces, log: o.Log}
-	res := &Result{Backup: b, Window: w, Timeline: tli, Objects: len(m.Objects)}
+	res := &Result{Backup: b, Window: w, Timeline: tli, Objects: len(m.Objects), Settings: settings, Archive: o.Archive}
 	if err := lay.run(ctx, st, dec, o, res); err != nil {
 		lay.undo()
 		if ctx.Err() != nil {
