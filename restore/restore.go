@@ -30,7 +30,9 @@ type Options struct {
 	// once every check passed, before the backup is laid down.
 	DeleteExisting bool
 	Jobs           int // objects downloaded at once; default DefaultJobs()
-	// RestoreCommand goes into postgresql.auto.conf as restore_command.
+	// RestoreCommand goes into postgresql.auto.conf as restore_command,
+	// with --system-id and the backup's system identifier added, so that
+	// wal-fetch checks the repository holds the WAL of that system.
 	RestoreCommand string
 	// Archive says what becomes of the source's WAL archiving in the
 	// restored configuration; the zero value is ArchiveOff.
@@ -86,10 +88,15 @@ func checkArchiveMode(a ArchiveMode) (ArchiveMode, error) {
 	return "", fmt.Errorf("archive mode %q: use off (the restored server does not archive) or preserve (it archives as the source did)", a)
 }
 
-// recoverySettings are what goes into postgresql.auto.conf: restore_command,
-// the target, and archiving turned off unless it is preserved.
+// recoverySettings are what goes into postgresql.auto.conf: restore_command
+// naming the backup's system, the target, and archiving turned off unless
+// it is preserved.
 func recoverySettings(o Options, m *catalog.Manifest) [][2]string {
-	settings := append([][2]string{{"restore_command", o.RestoreCommand}}, o.Target.Settings()...)
+	cmd := o.RestoreCommand
+	if cmd != "" && m.SystemID != 0 {
+		cmd += " --system-id " + strconv.FormatUint(m.SystemID, 10)
+	}
+	settings := append([][2]string{{"restore_command", cmd}}, o.Target.Settings()...)
 	if o.Archive == ArchiveOff {
 		settings = append(settings, archiveSettings...)
 	}

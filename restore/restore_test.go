@@ -204,7 +204,7 @@ func TestRestoreLaysDownBackup(t *testing.T) {
 		}
 	}
 	auto, _ := os.ReadFile(filepath.Join(pgdata, "postgresql.auto.conf"))
-	wantTail := "\nrestore_command = '/bin/walship wal-fetch %f %p --repo ''file:///r'''\nrecovery_target_name = 'before it'\n" +
+	wantTail := "\nrestore_command = '/bin/walship wal-fetch %f %p --repo ''file:///r'' --system-id 7'\nrecovery_target_name = 'before it'\n" +
 		"recovery_target_timeline = 'latest'\nrecovery_target_action = 'promote'\n" +
 		"archive_mode = 'off'\nrecovery_end_command = ''\narchive_cleanup_command = ''\n"
 	if !strings.HasSuffix(string(auto), wantTail) || strings.Count(string(auto), "restore_command") != 1 || strings.Count(string(auto), "archive_mode") != 1 {
