@@ -234,8 +234,8 @@ func checkTarget(dir, what string, deleteExisting bool, hint string) error {
 		return fmt.Errorf("%s %s is not empty (it holds %s%s): restore needs an empty or missing directory; %s",
 			what, dir, ents[0].Name(), map[bool]string{true: fmt.Sprintf(" and %d more", len(ents)-1)}[len(ents) > 1], hint)
 	}
-	if pid, ok := runningServer(dir); ok {
-		return fmt.Errorf("%s %s belongs to a running PostgreSQL server (postmaster.pid, process %d): stop it first", what, dir, pid)
+	if why := runningServer(dir); why != "" {
+		return fmt.Errorf("%s %s belongs to a running PostgreSQL server (%s): stop it first", what, dir, why)
 	}
 	return nil
 }
@@ -252,21 +252,6 @@ func topMissing(dir string) string {
 		}
 		dir = parent
 	}
-}
-
-// runningServer reports whether postmaster.pid in dir names a live process.
-func runningServer(dir string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
-	if err != nil {
-		return 0, false
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	err = syscall.Kill(pid, 0)
-	return pid, err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // tablespace is one tablespace to lay down.
