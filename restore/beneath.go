@@ -37,7 +37,7 @@ func openBeneath(dirfd int, name string, flags int, perm uint32) (int, error) {
 		if flags&unix.O_CREAT != 0 {
 			how.Mode = uint64(perm)
 		}
-		fd, err := retryEINTR(func() (int, error) { return unix.Openat2(dirfd, name, &how) })
+		fd, err := retryInterrupted(func() (int, error) { return unix.Openat2(dirfd, name, &how) })
 		if !errors.Is(err, unix.ENOSYS) {
 			return fd, linkError(err)
 		}
@@ -54,7 +54,7 @@ func openBeneath(dirfd int, name string, flags int, perm uint32) (int, error) {
 	if base == ".." {
 		return -1, unix.EINVAL
 	}
-	fd, err := retryEINTR(func() (int, error) { return unix.Openat(parent, base, flags, perm) })
+	fd, err := retryInterrupted(func() (int, error) { return unix.Openat(parent, base, flags, perm) })
 	return fd, linkError(err)
 }
 
@@ -83,7 +83,7 @@ func walkDirs(dirfd int, rel string, create bool) (int, error) {
 				return -1, err
 			}
 		}
-		next, err := retryEINTR(func() (int, error) {
+		next, err := retryInterrupted(func() (int, error) {
 			return unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		})
 		if errors.Is(err, unix.ENOTDIR) && isLink(fd, name) {
@@ -110,10 +110,12 @@ func linkError(err error) error {
 	return err
 }
 
-func retryEINTR(f func() (int, error)) (int, error) {
-	for {
+// retryInterrupted retries a call a signal interrupted, or that openat2
+// asks to retry (EAGAIN: a rename elsewhere raced its resolution).
+func retryInterrupted(f func() (int, error)) (int, error) {
+	for tries := 1; ; tries++ {
 		fd, err := f()
-		if !errors.Is(err, unix.EINTR) {
+		if !errors.Is(err, unix.EINTR) && (!errors.Is(err, unix.EAGAIN) || tries == 10) {
 			return fd, err
 		}
 	}
