@@ -324,9 +324,10 @@ func TestRestoreFollowsTimelines(t *testing.T) {
 		}
 		return harness.NewPostgresFromDir(t, dir, harness.PGOptions{Env: env, Settings: []string{"archive_mode = off"}})
 	}
-	// The first restored server archives (its postgresql.conf comes from the backup).
+	// The first restored server archives (its postgresql.conf comes from
+	// the backup, and restore keeps its archiving when asked to).
 	dir := harness.NewPGDataDir(t)
-	if r := runWalship(t, "/", env, "restore", "--pgdata", dir); r.code != 0 {
+	if r := runWalship(t, "/", env, "restore", "--pgdata", dir, "--archive-mode", "preserve"); r.code != 0 {
 		t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	promoted := harness.NewPostgresFromDir(t, dir, harness.PGOptions{Env: env})

@@ -73,7 +73,7 @@ func TestRetention(t *testing.T) {
 
 	// A restored copy promotes to timeline 2 and archives there.
 	dir := harness.NewPGDataDir(t)
-	if r := runWalship(t, "/", env, "restore", "--pgdata", dir); r.code != 0 {
+	if r := runWalship(t, "/", env, "restore", "--pgdata", dir, "--archive-mode", "preserve"); r.code != 0 {
 		t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	promoted := harness.NewPostgresFromDir(t, dir, harness.PGOptions{Env: env})

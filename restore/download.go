@@ -210,7 +210,7 @@ func (w *partWriter) file(i int) (*os.File, error) {
 	if err := w.close(); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(w.l.path(w.l.m.Files[i].Path), os.O_WRONLY, 0)
+	f, err := w.l.openEntry(w.l.m.Files[i].Path, os.O_WRONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +299,7 @@ func (l *layout) verifyFile(f catalog.BackupFile) error {
 		}
 		got, n = codec.Checksum([]byte(s)), int64(len(s))
 	default:
-		fh, err := os.Open(l.path(f.Path))
+		fh, err := l.openEntry(f.Path, os.O_RDONLY, 0)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"sync/atomic"
@@ -31,8 +32,9 @@ const (
 type layout struct {
 	pgdata string
 	m      *catalog.Manifest
-	spaces []tablespace
+	spaces []tablespace // each with its location's descriptor, once run opened it
 	log    *slog.Logger
+	dataFD int // the data directory's descriptor, once run opened it
 	// roots are the directories we write into (the data directory and each
 	// tablespace location) and whether we created them.
 	roots []root
@@ -55,10 +57,13 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 		if err := l.prepareRoot(sp.location, false); err != nil {
 			return err
 		}
-		if err := os.MkdirAll(filepath.Dir(l.path(sp.link)), 0o700); err != nil {
-			return err
-		}
-		if err := os.Symlink(sp.location, l.path(sp.link)); err != nil {
+	}
+	if err := l.openRoots(); err != nil {
+		return err
+	}
+	defer l.closeRoots()
+	for _, sp := range l.spaces {
+		if err := l.symlinkEntry(sp.location, sp.link); err != nil {
 			return fmt.Errorf("tablespace %d: %w", sp.oid, err)
 		}
 	}
@@ -99,7 +104,6 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 	if err := l.finishModes(); err != nil {
 		return err
 	}
-	res.Settings = append([][2]string{{"restore_command", o.RestoreCommand}}, o.Target.Settings()...)
 	return l.writeRecoveryFiles(res.Settings)
 }
 
@@ -121,6 +125,44 @@ func (l *layout) prepareRoot(dir string, emptyIt bool) error {
 		}
 	}
 	return os.Chmod(dir, 0o700) // PostgreSQL refuses a group- or world-writable data directory
+}
+
+// openRoots opens the data directory and each tablespace location, which
+// every entry is then opened from (beneath.go).
+func (l *layout) openRoots() error {
+	l.dataFD = -1
+	for i := range l.spaces {
+		l.spaces[i].fd = -1
+	}
+	open := func(dir string) (int, error) {
+		return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
+	var err error
+	if l.dataFD, err = open(l.pgdata); err != nil {
+		return &os.PathError{Op: "open", Path: l.pgdata, Err: err}
+	}
+	for i, sp := range l.spaces {
+		if l.spaces[i].fd, err = open(sp.location); err != nil {
+			return &os.PathError{Op: "open", Path: sp.location, Err: err}
+		}
+	}
+	return nil
+}
+
+func (l *layout) closeRoots() {
+	for _, fd := range append([]int{l.dataFD}, l.spacesFDs()...) {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+func (l *layout) spacesFDs() []int {
+	fds := make([]int, len(l.spaces))
+	for i, sp := range l.spaces {
+		fds[i] = sp.fd
+	}
+	return fds
 }
 
 // undo removes everything written: directories we created go entirely, the
@@ -164,18 +206,14 @@ func (l *layout) createEntries() error {
 	for _, f := range l.m.Files {
 		switch f.Type {
 		case catalog.TypeDir:
-			if err := os.MkdirAll(l.path(f.Path), 0o700); err != nil {
+			if err := l.mkdirEntry(f.Path); err != nil {
 				return err
 			}
 		case catalog.TypeFile:
 			if heldBack(f.Path) {
 				continue
 			}
-			p := l.path(f.Path)
-			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-				return err
-			}
-			fh, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			fh, err := l.createFile(f.Path)
 			if err != nil {
 				return err
 			}
@@ -189,10 +227,27 @@ func (l *layout) createEntries() error {
 		}
 	}
 	// Restored servers need an empty pg_wal with archive_status.
-	return os.MkdirAll(l.path("pg_wal/archive_status"), 0o700)
+	return l.mkdirEntry("pg_wal/archive_status")
 }
 
-// finishModes gives files and directories their modes and modification times.
+// createFile creates the new file rel (0600), and the directories above it
+// that the manifest does not list.
+func (l *layout) createFile(rel string) (*os.File, error) {
+	const flags = os.O_CREATE | os.O_EXCL | os.O_WRONLY
+	fh, err := l.openEntry(rel, flags, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := l.mkdirEntry(path.Dir(rel)); err != nil {
+			return nil, err
+		}
+		fh, err = l.openEntry(rel, flags, 0o600)
+	}
+	return fh, err
+}
+
+// finishModes gives files and directories their modes and modification
+// times, through descriptors opened without following links. Modes keep
+// the permission bits only: never set-user-ID or set-group-ID (the
+// manifest check refuses them; this is the second lock).
 func (l *layout) finishModes() error {
 	// Directories last and deepest first, so a read-only one cannot block the rest.
 	var dirs []catalog.BackupFile
@@ -202,11 +257,7 @@ func (l *layout) finishModes() error {
 			if heldBack(f.Path) {
 				continue
 			}
-			p := l.path(f.Path)
-			if err := os.Chmod(p, os.FileMode(f.Mode&0o7777)); err != nil {
-				return err
-			}
-			if err := os.Chtimes(p, f.MTime, f.MTime); err != nil {
+			if err := l.setMode(f.Path, 0, os.FileMode(f.Mode&0o777), f.MTime); err != nil {
 				return err
 			}
 		case catalog.TypeDir:
@@ -215,16 +266,35 @@ func (l *layout) finishModes() error {
 	}
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].Path > dirs[j].Path })
 	for _, d := range dirs {
-		if err := os.Chmod(l.path(d.Path), os.FileMode(d.Mode&0o7777)|0o700); err != nil {
+		if err := l.setMode(d.Path, unix.O_DIRECTORY, os.FileMode(d.Mode&0o777)|0o700, time.Time{}); err != nil {
 			return err
 		}
 	}
+	// A tablespace's location is PostgreSQL's alone, as CREATE TABLESPACE
+	// leaves it. (The mode the manifest records is its link's, always 0777.)
 	for _, sp := range l.spaces {
-		if err := os.Chmod(sp.location, os.FileMode(sp.mode&0o7777)|0o700); err != nil {
-			return err
+		if err := unix.Fchmod(sp.fd, 0o700); err != nil {
+			return &os.PathError{Op: "chmod", Path: sp.location, Err: err}
 		}
 	}
 	return nil
+}
+
+// setMode gives the entry rel its mode and, unless mtime is zero, its
+// modification time.
+func (l *layout) setMode(rel string, flags int, mode os.FileMode, mtime time.Time) error {
+	f, err := l.openEntry(rel, os.O_RDONLY|flags, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if mtime.IsZero() {
+		return nil
+	}
+	return futimens(f, mtime)
 }
 
 // allocate gives a new file its size with its blocks reserved (fallocate)

@@ -16,17 +16,17 @@ func (l *layout) writeRecoveryFiles(settings [][2]string) error {
 		return err
 	}
 	if l.m.TablespaceMap != "" {
-		if err := os.WriteFile(l.path(tablespaceMap), []byte(l.tablespaceMap()), 0o600); err != nil {
+		if err := l.writeEntry(tablespaceMap, []byte(l.tablespaceMap())); err != nil {
 			return err
 		}
 	}
-	if err := os.WriteFile(l.path(backupLabel), []byte(l.m.BackupLabel), 0o600); err != nil {
+	if err := l.writeEntry(backupLabel, []byte(l.m.BackupLabel)); err != nil {
 		return err
 	}
 	if err := l.flush.sync(); err != nil {
 		return err
 	}
-	if err := os.WriteFile(l.path("recovery.signal"), nil, 0o600); err != nil {
+	if err := l.writeEntry("recovery.signal", nil); err != nil {
 		return err
 	}
 	return l.flush.sync()
@@ -45,25 +45,34 @@ func (l *layout) tablespaceMap() string {
 	return b.String()
 }
 
-// recoveryKey matches settings a previous restore of the source server may
-// have left in postgresql.auto.conf; two recovery targets would stop the
-// server from starting, so they are replaced.
-func recoveryKey(key string) bool {
-	return key == "restore_command" || strings.HasPrefix(key, "recovery_target")
+// replacedKey matches the settings of the backup's postgresql.auto.conf
+// that the restore replaces: the ones it writes, and every recovery target
+// a previous restore of the source server may have left (two recovery
+// targets would stop the server from starting).
+func replacedKey(key string, settings [][2]string) bool {
+	key = strings.ToLower(key)
+	if strings.HasPrefix(key, "recovery_target") {
+		return true
+	}
+	for _, s := range settings {
+		if key == s[0] {
+			return true
+		}
+	}
+	return false
 }
 
 // writeAutoConf rewrites postgresql.auto.conf: the backup's settings without
-// old recovery settings, then ours.
+// the ones replaced, then ours.
 func (l *layout) writeAutoConf(settings [][2]string) error {
-	p := l.path(autoConf)
-	old, err := os.ReadFile(p)
+	old, err := l.readEntry(autoConf)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	var b strings.Builder
 	for _, line := range strings.SplitAfter(string(old), "\n") {
 		key, _, _ := strings.Cut(strings.TrimSpace(line), "=")
-		if recoveryKey(strings.TrimSpace(key)) {
+		if replacedKey(strings.TrimSpace(key), settings) {
 			continue
 		}
 		b.WriteString(line)
@@ -75,12 +84,48 @@ func (l *layout) writeAutoConf(settings [][2]string) error {
 	for _, s := range settings {
 		fmt.Fprintf(&b, "%s = %s\n", s[0], ConfQuote(s[1]))
 	}
-	return os.WriteFile(p, []byte(b.String()), 0o600)
+	return l.writeEntry(autoConf, []byte(b.String()))
 }
 
-// ConfQuote quotes a value for postgresql.conf.
+// ConfQuote quotes a value for postgresql.conf so that PostgreSQL reads it
+// back unchanged (its parser undoes these escapes: GUC_scanstr): a quote is
+// doubled, a backslash and every control character escaped. A newline or
+// carriage return in a value therefore never ends its line: it cannot end
+// the quotes early or start another setting. A NUL byte (\000) would cut
+// the value short; settings are refused before with checkSettings.
 func ConfQuote(s string) string {
-	return "'" + strings.NewReplacer("\\", "\\\\", "'", "''").Replace(s) + "'"
+	var b strings.Builder
+	b.WriteByte('\'')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\'':
+			b.WriteString("''")
+		case c == '\\':
+			b.WriteString(`\\`)
+		case confEscapes[c] != "":
+			b.WriteString(confEscapes[c])
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, `\%03o`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+// confEscapes are the named escapes PostgreSQL's configuration parser knows.
+var confEscapes = map[byte]string{'\b': `\b`, '\f': `\f`, '\n': `\n`, '\r': `\r`, '\t': `\t`}
+
+// checkSettings refuses a value postgresql.auto.conf cannot hold: PostgreSQL
+// reads a NUL byte as the end of the value.
+func checkSettings(settings [][2]string) error {
+	for _, s := range settings {
+		if strings.ContainsRune(s[1], 0) {
+			return fmt.Errorf("the value of %s holds a NUL byte, which PostgreSQL's configuration cannot hold", s[0])
+		}
+	}
+	return nil
 }
 
 // RestoreCommand builds restore_command: exe wal-fetch %f %p, then args,

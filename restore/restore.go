@@ -30,8 +30,13 @@ type Options struct {
 	// once every check passed, before the backup is laid down.
 	DeleteExisting bool
 	Jobs           int // objects downloaded at once; default DefaultJobs()
-	// RestoreCommand goes into postgresql.auto.conf as restore_command.
+	// RestoreCommand goes into postgresql.auto.conf as restore_command,
+	// with --system-id and the backup's system identifier added, so that
+	// wal-fetch checks the repository holds the WAL of that system.
 	RestoreCommand string
+	// Archive says what becomes of the source's WAL archiving in the
+	// restored configuration; the zero value is ArchiveOff.
+	Archive ArchiveMode
 	// Budget bounds the retries of an object whose download broke off
 	// midway (the store wrapper already retries opening it). Default 1m.
 	Budget time.Duration
@@ -50,6 +55,52 @@ type Result struct {
 	Bytes    int64                 `json:"bytes"`
 	Objects  int                   `json:"objects"`
 	Settings [][2]string           `json:"settings"` // what went into postgresql.auto.conf
+	Archive  ArchiveMode           `json:"archive_mode"`
+}
+
+// ArchiveMode is what a restore does with the source's WAL archiving.
+type ArchiveMode string
+
+const (
+	// ArchiveOff turns archiving off in the restored configuration
+	// (archive_mode = 'off' in postgresql.auto.conf, which wins over
+	// postgresql.conf and its includes) and empties recovery_end_command
+	// and archive_cleanup_command. A copy restored to test or to look at
+	// the past, started with the source's environment, would otherwise
+	// promote and archive its new timeline into the source's repository,
+	// where recovery following the latest timeline would then replay it.
+	ArchiveOff ArchiveMode = "off"
+	// ArchivePreserve keeps the source's archiving settings: what a
+	// replica or a real disaster recovery, which replaces the source, wants.
+	ArchivePreserve ArchiveMode = "preserve"
+)
+
+// archiveSettings are the settings ArchiveOff writes.
+var archiveSettings = [][2]string{{"archive_mode", "off"}, {"recovery_end_command", ""}, {"archive_cleanup_command", ""}}
+
+func checkArchiveMode(a ArchiveMode) (ArchiveMode, error) {
+	switch a {
+	case "", ArchiveOff:
+		return ArchiveOff, nil
+	case ArchivePreserve:
+		return a, nil
+	}
+	return "", fmt.Errorf("archive mode %q: use off (the restored server does not archive) or preserve (it archives as the source did)", a)
+}
+
+// recoverySettings are what goes into postgresql.auto.conf: restore_command
+// naming the backup's system, the target, and archiving turned off unless
+// it is preserved.
+func recoverySettings(o Options, m *catalog.Manifest) [][2]string {
+	cmd := o.RestoreCommand
+	if cmd != "" && m.SystemID != 0 {
+		cmd += " --system-id " + strconv.FormatUint(m.SystemID, 10)
+	}
+	settings := append([][2]string{{"restore_command", cmd}}, o.Target.Settings()...)
+	if o.Archive == ArchiveOff {
+		settings = append(settings, archiveSettings...)
+	}
+	return settings
 }
 
 // DefaultJobs is two objects per core: a worker spends much of its time
@@ -75,6 +126,11 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	archive, err := checkArchiveMode(o.Archive)
+	if err != nil {
+		return nil, err
+	}
+	o.Archive = archive
 	pgdata, err := filepath.Abs(o.PGData)
 	if err != nil {
 		return nil, err
@@ -124,11 +180,15 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 			return nil, err
 		}
 	}
+	settings := recoverySettings(o, m)
+	if err := checkSettings(settings); err != nil {
+		return nil, err
+	}
 	o.Log.Info("restoring", "backup", b.ID, "target", o.Target.String(), "timeline", tli, "files", len(m.Files), "objects", len(m.Objects))
 
 	// Every check passed: from here on, writes, undone on failure.
 	lay := &layout{pgdata: o.PGData, m: m, spaces: spaces, log: o.Log}
-	res := &Result{Backup: b, Window: w, Timeline: tli, Objects: len(m.Objects)}
+	res := &Result{Backup: b, Window: w, Timeline: tli, Objects: len(m.Objects), Settings: settings, Archive: o.Archive}
 	if err := lay.run(ctx, st, dec, o, res); err != nil {
 		lay.undo()
 		if ctx.Err() != nil {
@@ -174,8 +234,8 @@ func checkTarget(dir, what string, deleteExisting bool, hint string) error {
 		return fmt.Errorf("%s %s is not empty (it holds %s%s): restore needs an empty or missing directory; %s",
 			what, dir, ents[0].Name(), map[bool]string{true: fmt.Sprintf(" and %d more", len(ents)-1)}[len(ents) > 1], hint)
 	}
-	if pid, ok := runningServer(dir); ok {
-		return fmt.Errorf("%s %s belongs to a running PostgreSQL server (postmaster.pid, process %d): stop it first", what, dir, pid)
+	if why := runningServer(dir); why != "" {
+		return fmt.Errorf("%s %s belongs to a running PostgreSQL server (%s): stop it first", what, dir, why)
 	}
 	return nil
 }
@@ -194,59 +254,12 @@ func topMissing(dir string) string {
 	}
 }
 
-// runningServer reports whether postmaster.pid in dir names a live process.
-func runningServer(dir string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
-	if err != nil {
-		return 0, false
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	err = syscall.Kill(pid, 0)
-	return pid, err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// checkManifest rejects a manifest whose parts point outside its objects,
-// before any byte is written where it says.
-func checkManifest(m *catalog.Manifest) error {
-	for _, f := range m.Files {
-		if err := safePath(f.Path); err != nil {
-			return fmt.Errorf("manifest of backup %s: %w", m.ID, err)
-		}
-		var n int64
-		for _, p := range f.Parts {
-			if p.Object < 0 || p.Object >= len(m.Objects) || p.Offset < 0 || p.Length <= 0 || p.Offset+p.Length > m.Objects[p.Object].Size {
-				return fmt.Errorf("manifest of backup %s: %s has a part outside its objects", m.ID, f.Path)
-			}
-			n += p.Length
-		}
-		if f.Type == catalog.TypeFile && n != f.Size {
-			return fmt.Errorf("manifest of backup %s: the parts of %s hold %d bytes, not %d", m.ID, f.Path, n, f.Size)
-		}
-	}
-	if m.BackupLabel == "" {
-		return fmt.Errorf("manifest of backup %s has no backup_label", m.ID)
-	}
-	return nil
-}
-
-// safePath keeps a manifest path inside the data directory.
-func safePath(p string) error {
-	if p == "" || strings.HasPrefix(p, "/") || filepath.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") {
-		return fmt.Errorf("unsafe path %q", p)
-	}
-	return nil
-}
-
 // tablespace is one tablespace to lay down.
 type tablespace struct {
 	oid      uint32
 	link     string // pg_tblspc/<oid>
 	location string
-	mode     uint32
+	fd       int // of location, while the layout writes
 }
 
 // planTablespaces maps each tablespace of the backup to its location: the
@@ -280,7 +293,7 @@ func planTablespaces(m *catalog.Manifest, relocate map[uint32]string, pgdata str
 				return nil, fmt.Errorf("tablespaces %d and %d would share %s: give each its own --tablespace OID=DIR", o.oid, f.Tablespace, loc)
 			}
 		}
-		out = append(out, tablespace{oid: f.Tablespace, link: f.Path, location: loc, mode: f.Mode})
+		out = append(out, tablespace{oid: f.Tablespace, link: f.Path, location: loc, fd: -1})
 	}
 	for oid := range relocate {
 		if !known[oid] {

@@ -90,7 +90,7 @@ var commandEnv = map[string]map[string]string{
 		"wal-timeout":      "WALSHIP_BACKUP_WAL_TIMEOUT",
 		"incomplete-grace": "WALSHIP_INCOMPLETE_GRACE",
 	},
-	"walship restore": {"jobs": "WALSHIP_RESTORE_JOBS"},
+	"walship restore": {"jobs": "WALSHIP_RESTORE_JOBS", "archive-mode": "WALSHIP_RESTORE_ARCHIVE_MODE"},
 	"walship verify":  {"jobs": "WALSHIP_VERIFY_JOBS"},
 	"walship retention": {
 		"recovery-window":  "WALSHIP_RETENTION_RECOVERY_WINDOW",

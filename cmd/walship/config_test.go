@@ -35,6 +35,7 @@ func flagValue(t *testing.T, cmd *cobra.Command, name string) string {
 func TestCommandSettingsFromTheEnvironment(t *testing.T) {
 	t.Setenv("WALSHIP_BACKUP_JOBS", "3")
 	t.Setenv("WALSHIP_RESTORE_JOBS", "5")
+	t.Setenv("WALSHIP_RESTORE_ARCHIVE_MODE", "preserve")
 	t.Setenv("WALSHIP_BACKUP_FAST_CHECKPOINT", "true")
 	t.Setenv("WALSHIP_BACKUP_WAL_TIMEOUT", "90s")
 	t.Setenv("WALSHIP_INCOMPLETE_GRACE", "2h")
@@ -52,6 +53,7 @@ func TestCommandSettingsFromTheEnvironment(t *testing.T) {
 		{"backup", nil, "incomplete-grace", "2h0m0s"},
 		{"backup", nil, "repo", "file:///from/env"},
 		{"restore", nil, "jobs", "5"},
+		{"restore", nil, "archive-mode", "preserve"},
 		{"verify", nil, "jobs", flagValue(t, mustFind(t, "verify"), "jobs")}, // WALSHIP_VERIFY_JOBS unset: the default
 		{"retention", nil, "incomplete-grace", "2h0m0s"},
 	}

@@ -18,6 +18,7 @@ func restoreCmd(c *config) *cobra.Command {
 	var o restore.Options
 	var spaces []string
 	var asJSON bool
+	var archiveMode string
 	cmd := &cobra.Command{
 		Use:   "restore --pgdata DIR [--backup ID] [--target-time T | --target-lsn L | --target-xid X | --target-name N | --target-immediate]",
 		Short: "lay down a base backup and the settings for point-in-time recovery",
@@ -30,6 +31,11 @@ Without --backup, the newest backup that ends before the target is used. The
 target must lie in the recoverable window (walship backup list shows it);
 every check happens before anything is written, and a restore that fails
 removes what it wrote. Run it as the user PostgreSQL runs as.
+
+Archiving is turned off in the restored configuration (--archive-mode off):
+a copy started with the source's environment would otherwise archive its
+new timeline into the source's repository. A replica, or a real disaster
+recovery that replaces the source, wants --archive-mode preserve.
 
 restore_command carries the repository's location and other non-secret
 settings (--repo, --s3-endpoint, --s3-region, --s3-path-style, --s3-ca-file,
@@ -56,6 +62,7 @@ in the environment of the server that recovers.`,
 				return err
 			}
 			o.PGData, o.Log, o.Budget = c.pgdata, c.logger(), c.retryBudget
+			o.Archive = restore.ArchiveMode(archiveMode)
 			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 				o.Progress = progressLine(time.Now())
 				defer fmt.Fprintln(os.Stderr)
@@ -72,7 +79,8 @@ in the environment of the server that recovers.`,
 				res.Backup.ID, c.pgdata, res.Files, bytesText(res.Bytes), res.Objects)
 			fmt.Fprintf(out, "recovery target: %s on timeline %d (archive reaches %s, segment %s)\n",
 				t, res.Timeline, res.Window.EndLSN, res.Window.EndWAL)
-			fmt.Fprintf(out, "start PostgreSQL on %s to recover; it runs restore_command = %s\n", c.pgdata, restore.ConfQuote(o.RestoreCommand))
+			fmt.Fprintln(out, archivingText(res.Archive))
+			fmt.Fprintf(out, "start PostgreSQL on %s to recover; it runs restore_command = %s\n", c.pgdata, restore.ConfQuote(res.Settings[0][1]))
 			return nil
 		},
 	}
@@ -90,8 +98,18 @@ in the environment of the server that recovers.`,
 	f.StringArrayVar(&spaces, "tablespace", nil, "restore tablespace OID at DIR instead of its original location (OID=DIR, repeatable)")
 	f.BoolVar(&o.DeleteExisting, "delete-existing", false, "replace the contents of a non-empty data directory (never one a running server uses)")
 	f.IntVarP(&o.Jobs, "jobs", "j", restore.DefaultJobs(), "objects downloaded and written in parallel")
+	f.StringVar(&archiveMode, "archive-mode", string(restore.ArchiveOff), "the source's WAL archiving in the restored configuration: off (archive_mode = off, so a copy never archives into the source's repository) or preserve (for a replica or a real disaster recovery)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// archivingText says what became of the source's archiving.
+func archivingText(a restore.ArchiveMode) string {
+	if a == restore.ArchivePreserve {
+		return "archiving: the source's settings are kept (--archive-mode preserve): once promoted, this server archives wherever the source archived"
+	}
+	return "archiving: off (archive_mode = 'off', recovery_end_command and archive_cleanup_command emptied in postgresql.auto.conf), " +
+		"so this copy never writes into the source's repository; restore with --archive-mode preserve for a replica or a real disaster recovery"
 }
 
 // parseTablespaces parses --tablespace OID=DIR flags.
