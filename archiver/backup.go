@@ -3,7 +3,6 @@ package archiver
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -140,7 +139,7 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 	files, control, hasControl := withoutFile(files, "global/pg_control")
 	sizes := planObjects(files, o.ObjectSize)
 	up := newUploader(st, enc, m.ID, o.PGData, files, sizes)
-	o.Log.Info("backup copying", "id", m.ID, "files", len(files), "objects", len(sizes), "jobs", o.Jobs)
+	o.Log.Info("backup copying", "id", m.ID, "start_lsn", m.StartLSN, "files", len(files), "objects", len(sizes), "jobs", o.Jobs)
 	if o.Progress != nil {
 		var total int64
 		for _, n := range sizes {
@@ -173,6 +172,10 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		m.TablespaceMap = *spcmap
 	}
 	if err := fillWAL(&m); err != nil {
+		return nil, err
+	}
+	spans, err := backupWAL(ctx, conn, st, o.PGData, &m)
+	if err != nil {
 		return nil, err
 	}
 
@@ -214,9 +217,18 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 	}
 	m.Files = append(m.Files, extra...)
 
-	// The gate: a backup restores only with the segment holding its stop LSN.
-	if err := waitForWAL(ctx, st, m.StopWAL, o.WALTimeout, o.Log); err != nil {
+	if err := completeBackup(ctx, st, enc, &m, spans, o.WALTimeout, o.Log); err != nil {
 		return nil, err
+	}
+	return &m, nil
+}
+
+// completeBackup writes the manifest of m, which marks the backup complete,
+// once the repository holds every WAL segment of spans (a restore replays
+// them all, and with look-ahead and the agent they arrive out of order).
+func completeBackup(ctx context.Context, st storage.Store, enc *codec.Encoder, m *catalog.Manifest, spans []segSpan, walTimeout time.Duration, log *slog.Logger) error {
+	if err := waitForWAL(ctx, st, spans, m.WALSegmentSize, walTimeout, log); err != nil {
+		return err
 	}
 	m.StopTime = time.Now().UTC()
 	m.Duration = m.StopTime.Sub(m.StartTime).Seconds()
@@ -228,10 +240,10 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		m.StoredSize += ob.StoredSize
 	}
 	m.Status = catalog.StatusComplete
-	if err := catalog.PutManifest(ctx, st, enc, &m); err != nil {
-		return nil, fmt.Errorf("writing the manifest: %w", err)
+	if err := catalog.PutManifest(ctx, st, enc, m); err != nil {
+		return fmt.Errorf("writing the manifest: %w", err)
 	}
-	return &m, nil
+	return nil
 }
 
 var (
@@ -239,8 +251,8 @@ var (
 	labelTimeline = regexp.MustCompile(`(?m)^START TIMELINE: (\d+)$`)
 )
 
-// fillWAL derives the timeline and the first and last WAL segment of the
-// backup from the backup label and the stop LSN.
+// fillWAL derives the timeline and the first WAL segment of the backup
+// from the backup label (backupWAL finds the last).
 func fillWAL(m *catalog.Manifest) error {
 	sw := labelStartWAL.FindStringSubmatch(m.BackupLabel)
 	tl := labelTimeline.FindStringSubmatch(m.BackupLabel)
@@ -249,46 +261,7 @@ func fillWAL(m *catalog.Manifest) error {
 	}
 	t, _ := strconv.ParseUint(tl[1], 10, 32)
 	m.Timeline, m.StartWAL = uint32(t), sw[1]
-	stop, err := pg.ParseLSN(m.StopLSN)
-	if err != nil {
-		return err
-	}
-	// The stop LSN ends the backup's last record: the segment that holds the
-	// byte before it must be archived (what pg_walfile_name computes).
-	m.StopWAL = pg.SegmentOf(m.Timeline, stop-1, m.WALSegmentSize).Name()
 	return nil
-}
-
-// waitForWAL polls the store for the segment until timeout: often at first
-// (archiving one segment takes a fraction of a second, and the backup
-// waits for it), then once a second.
-func waitForWAL(ctx context.Context, st storage.Store, name string, timeout time.Duration, log *slog.Logger) error {
-	key, err := catalog.WALKey(name)
-	if err != nil {
-		return err
-	}
-	const firstWait = 20 * time.Millisecond
-	deadline := time.Now().Add(timeout)
-	for wait := firstWait; ; wait = min(wait*3/2, time.Second) {
-		_, err := st.Stat(ctx, key)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("checking that %s is archived: %w", name, err)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("WAL segment %s, which ends this backup, is not in %s after %s: the backup is not complete and was not recorded. Check archive_command (walship wal-push) and the server log, then run the backup again", name, st, timeout)
-		}
-		if wait == firstWait { // say it once
-			log.Info("waiting for the backup's last WAL segment", "segment", name)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
 }
 
 // withoutFile removes the entry for rel from files, returning it apart.
