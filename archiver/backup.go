@@ -3,6 +3,7 @@ package archiver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -225,9 +226,13 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 
 // completeBackup writes the manifest of m, which marks the backup complete,
 // once the repository holds every WAL segment of spans (a restore replays
-// them all, and with look-ahead and the agent they arrive out of order).
+// them all, and with look-ahead and the agent they arrive out of order)
+// and the backup still holds its claim.
 func completeBackup(ctx context.Context, st storage.Store, enc *codec.Encoder, m *catalog.Manifest, spans []segSpan, walTimeout time.Duration, log *slog.Logger) error {
 	if err := waitForWAL(ctx, st, spans, m.WALSegmentSize, walTimeout, log); err != nil {
+		return err
+	}
+	if err := checkClaim(ctx, st, m.ID); err != nil {
 		return err
 	}
 	m.StopTime = time.Now().UTC()
@@ -242,6 +247,22 @@ func completeBackup(ctx context.Context, st storage.Store, enc *codec.Encoder, m
 	m.Status = catalog.StatusComplete
 	if err := catalog.PutManifest(ctx, st, enc, m); err != nil {
 		return fmt.Errorf("writing the manifest: %w", err)
+	}
+	return nil
+}
+
+// checkClaim makes sure backup id still has its started marker. While the
+// backup waited for WAL, a cleanup of incomplete backups (by another
+// backup or by retention) may have taken it for leftovers and deleted its
+// objects; a manifest written then would list a backup without its data.
+func checkClaim(ctx context.Context, st storage.Store, id string) error {
+	_, err := st.Stat(ctx, catalog.StartedKey(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("backup %s lost its started marker %s while it waited for WAL: a cleanup of incomplete backups took it for leftovers and may have deleted its data, so it was not recorded. Make the grace for incomplete backups longer than the wait for WAL, then run the backup again",
+			id, catalog.StartedKey(id))
+	}
+	if err != nil {
+		return fmt.Errorf("checking that backup %s still has its started marker: %w", id, err)
 	}
 	return nil
 }

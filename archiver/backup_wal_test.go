@@ -312,6 +312,34 @@ func TestCompleteBackupWaitsForEveryWALSegment(t *testing.T) {
 	}
 }
 
+// TestCompleteBackupLostClaim: a cleanup removes the backup's started
+// marker while it waits for WAL; the backup fails without a manifest.
+func TestCompleteBackupLostClaim(t *testing.T) {
+	st := fileRepo(t)
+	ctx := context.Background()
+	m := claimedBackup(t, st)
+	archive(t, st, "000000010000000000000002", "000000010000000000000004")
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		// What a cleanup of leftovers does: everything, the claim last.
+		if err := catalog.DeleteBackup(ctx, st, m.ID); err != nil {
+			t.Error(err)
+		}
+		archive(t, st, "000000010000000000000003")
+	}()
+	err := completeBackup(ctx, st, &codec.Encoder{}, m, []segSpan{{tli: 1, first: 2, last: 4}}, 10*time.Second, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "started marker") || !strings.Contains(err.Error(), m.ID) {
+		t.Fatalf("want an error about the lost started marker, got %v", err)
+	}
+	if _, err := st.Stat(ctx, catalog.ManifestKey(m.ID)); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("a manifest was written for a backup whose objects were deleted (stat: %v)", err)
+	}
+	if complete, _ := listBackups(t, st); len(complete) != 0 {
+		t.Errorf("listed as complete: %+v", complete)
+	}
+	t.Log(err)
+}
+
 // TestTimelineHistoryFromPGWALOrRepository: the history of the timeline a
 // standby moved to comes from pg_wal, else from the repository.
 func TestTimelineHistoryFromPGWALOrRepository(t *testing.T) {
