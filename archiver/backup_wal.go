@@ -258,6 +258,10 @@ func missingWALError(st storage.Store, spans []segSpan, segSize uint32, m missin
 		}
 	}
 	first, last := spans[0], spans[len(spans)-1]
-	return fmt.Errorf("%s not in %s after %s%s. A restore needs every segment from %s to %s, so the backup is not complete and was not recorded. Check archive_command (walship wal-push) and the server log, then run the backup again",
-		what, st, timeout, list, first.segment(first.first, segSize).Name(), last.segment(last.last, segSize).Name())
+	need := "A restore needs it"
+	if from, to := first.segment(first.first, segSize).Name(), last.segment(last.last, segSize).Name(); from != to {
+		need = "A restore needs every segment from " + from + " to " + to
+	}
+	return fmt.Errorf("%s not in %s after %s%s. %s, so the backup is not complete and was not recorded. Check archive_command (walship wal-push) and the server log, then run the backup again",
+		what, st, timeout, list, need)
 }
