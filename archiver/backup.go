@@ -28,7 +28,7 @@ type BackupOptions struct {
 	FastCheckpoint bool
 	Jobs           int           // parallel readers/uploaders; default runtime.NumCPU()
 	ObjectSize     int64         // decoded bytes per data object; default DefaultObjectSize
-	WALTimeout     time.Duration // wait for the last segment to be archived; default 5m
+	WALTimeout     time.Duration // wait for the backup's WAL to be archived; default 5m
 	Log            *slog.Logger
 	// Progress, when set, is called about once a second while files are
 	// copied, with the bytes stored so far and the total.
