@@ -255,6 +255,116 @@ func TestBackupWaitsForAllItsWAL(t *testing.T) {
 	t.Logf("the backup that lost its started marker says: %s", lastLine(text))
 }
 
+// TestBackupOfAStandbyAcrossAPromotion backs up a cascading standby whose
+// upstream standby is promoted while the backup runs: the backup starts on
+// timeline 1 and stops on timeline 2. The old primary stops first, so
+// timeline 1's copy of the segment where timeline 2 begins is archived only
+// as .partial. The backup must wait for timeline 1's segments before that
+// one and timeline 2's from it to the stop, not for timeline 1's copy.
+func TestBackupOfAStandbyAcrossAPromotion(t *testing.T) {
+	const bucket, prefix = "promote", "db"
+	m := harness.StartMinIO(t)
+	m.MakeBucket(t, bucket)
+	env := m.Env(bucket, prefix)
+	fetch := "restore_command = '" + harness.Walship(t) + " wal-fetch %f %p'"
+	primary := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
+	primary.ExecAll("CREATE TABLE t AS SELECT g AS i, md5(g::text) AS h FROM generate_series(1, 1000000) g", "CHECKPOINT")
+	primary.WaitArchived(t, primary.SwitchWal(), 2*time.Minute)
+	upstream := harness.NewPostgresFromDir(t, primary.BaseBackup(t), harness.PGOptions{
+		Env: env, StandbySignal: true,
+		Settings: append(archSettings(t), "hot_standby = on", fetch, "primary_conninfo = '"+primary.ConnString()+"'"),
+	})
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("the upstream standby's rows", func() bool { out, _ := upstream.TryPsql("SELECT count(*) FROM t"); return out == "1000000" })
+	standby := harness.NewPostgresFromDir(t, upstream.BaseBackup(t), harness.PGOptions{
+		Env: env, StandbySignal: true,
+		Settings: []string{"archive_mode = off", "hot_standby = on", fetch, "primary_conninfo = '" + upstream.ConnString() + "'"},
+	})
+	waitFor("the cascading standby's rows", func() bool { out, _ := standby.TryPsql("SELECT count(*) FROM t"); return out == "1000000" })
+
+	// Pause the backup while it copies, then fail over: the primary stops,
+	// the upstream standby becomes a primary on timeline 2, and the backed-up
+	// standby follows it.
+	b := startBackup(t, standby.DataDir, append(standby.Env(), env...), "--jobs", "1", "--wal-timeout", "2m", "--json")
+	b.waitForLog(t, "backup copying")
+	b.cmd.Process.Signal(syscall.SIGSTOP)
+	if q := standby.Psql("SELECT query FROM pg_stat_activity WHERE application_name = 'walship'"); !strings.Contains(q, "pg_backup_start") {
+		b.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("the backup could not be paused before pg_backup_stop (its last query: %q): make its data directory bigger", q)
+	}
+	primary.Stop()
+	upstream.ExecAll("SELECT pg_promote()", "INSERT INTO t SELECT g, 'after' FROM generate_series(1, 1000) g", "CHECKPOINT")
+	waitFor("the standby to replay timeline 2", func() bool {
+		out, _ := standby.TryPsql("SELECT count(*) FROM t WHERE h = 'after'")
+		return out == "1000"
+	})
+	// A restartpoint moves the standby's minimum recovery point, where the
+	// backup stops, onto timeline 2.
+	standby.ExecAll("CHECKPOINT")
+	if tli := standby.Psql("SELECT min_recovery_end_timeline FROM pg_control_recovery()"); tli != "2" {
+		t.Fatalf("the standby's minimum recovery point is on timeline %s, want 2", tli)
+	}
+	b.cmd.Process.Signal(syscall.SIGCONT)
+	// A standby's backup ends on WAL its upstream archives: keep switching.
+	stop, switching := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(switching)
+		for {
+			upstream.TryPsql("INSERT INTO t VALUES (0, 'switch'); SELECT pg_switch_wal()")
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
+	code, text := b.wait(t)
+	close(stop)
+	<-switching
+	if code != 0 {
+		t.Fatalf("backup across a promotion: exit %d\n%s", code, text)
+	}
+	var sum catalog.BackupSummary
+	if err := json.Unmarshal([]byte(text[strings.Index(text, "{"):]), &sum); err != nil {
+		t.Fatalf("backup --json: %v\n%s", err, text)
+	}
+	if sum.Timeline != 1 || !strings.HasPrefix(sum.StartWAL, "00000001") || !strings.HasPrefix(sum.StopWAL, "00000002") {
+		t.Errorf("want a backup from timeline 1 to timeline 2: timeline %d, WAL %s..%s", sum.Timeline, sum.StartWAL, sum.StopWAL)
+	}
+	t.Logf("backup %s of the standby: WAL %s..%s", sum.ID, sum.StartWAL, sum.StopWAL)
+
+	// Timeline 1's copy of the segment where timeline 2 begins was never
+	// archived whole (the old primary stopped in it): the backup did not
+	// wait for it.
+	history, ok := storedFile(t, m, bucket, prefix, "00000002.history", &codec.Decoder{})
+	if !ok {
+		t.Fatal("00000002.history is not in the bucket")
+	}
+	hist, err := catalog.ParseHistory(string(history))
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("00000002.history: %v %q", err, history)
+	}
+	switchSeg := fmt.Sprintf("00000001%08X%08X", hist[0].Switch>>32, uint32(hist[0].Switch)/(16<<20))
+	if _, ok := storedFile(t, m, bucket, prefix, switchSeg, nil); ok {
+		t.Errorf("%s, where timeline 2 begins, is archived: the test meant the old primary to stop in it", switchSeg)
+	}
+	if _, ok := storedFile(t, m, bucket, prefix, sum.StopWAL, nil); !ok {
+		t.Errorf("the stop segment %s is not in the bucket", sum.StopWAL)
+	}
+	if _, ok := rawObject(t, m, bucket, prefix+"/"+catalog.ManifestKey(sum.ID)); !ok {
+		t.Error("no manifest")
+	}
+}
+
 // runningBackup is `walship backup --verbose` running in the background,
 // its output in a file.
 type runningBackup struct {
