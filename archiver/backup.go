@@ -28,7 +28,7 @@ type BackupOptions struct {
 	FastCheckpoint bool
 	Jobs           int           // parallel readers/uploaders; default runtime.NumCPU()
 	ObjectSize     int64         // decoded bytes per data object; default DefaultObjectSize
-	WALTimeout     time.Duration // wait for the last segment to be archived; default 5m
+	WALTimeout     time.Duration // wait for the backup's WAL to be archived; default 5m
 	Log            *slog.Logger
 	// Progress, when set, is called about once a second while files are
 	// copied, with the bytes stored so far and the total.
@@ -140,7 +140,7 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 	files, control, hasControl := withoutFile(files, "global/pg_control")
 	sizes := planObjects(files, o.ObjectSize)
 	up := newUploader(st, enc, m.ID, o.PGData, files, sizes)
-	o.Log.Info("backup copying", "id", m.ID, "files", len(files), "objects", len(sizes), "jobs", o.Jobs)
+	o.Log.Info("backup copying", "id", m.ID, "start_lsn", m.StartLSN, "files", len(files), "objects", len(sizes), "jobs", o.Jobs)
 	if o.Progress != nil {
 		var total int64
 		for _, n := range sizes {
@@ -173,6 +173,10 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		m.TablespaceMap = *spcmap
 	}
 	if err := fillWAL(&m); err != nil {
+		return nil, err
+	}
+	spans, err := backupWAL(ctx, conn, st, o.PGData, &m)
+	if err != nil {
 		return nil, err
 	}
 
@@ -214,9 +218,22 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 	}
 	m.Files = append(m.Files, extra...)
 
-	// The gate: a backup restores only with the segment holding its stop LSN.
-	if err := waitForWAL(ctx, st, m.StopWAL, o.WALTimeout, o.Log); err != nil {
+	if err := completeBackup(ctx, st, enc, &m, spans, o.WALTimeout, o.Log); err != nil {
 		return nil, err
+	}
+	return &m, nil
+}
+
+// completeBackup writes the manifest of m, which marks the backup complete,
+// once the repository holds every WAL segment of spans (a restore replays
+// them all, and with look-ahead and the agent they arrive out of order)
+// and the backup still holds its claim.
+func completeBackup(ctx context.Context, st storage.Store, enc *codec.Encoder, m *catalog.Manifest, spans []segSpan, walTimeout time.Duration, log *slog.Logger) error {
+	if err := waitForWAL(ctx, st, spans, m.WALSegmentSize, walTimeout, log); err != nil {
+		return err
+	}
+	if err := checkClaim(ctx, st, m.ID); err != nil {
+		return err
 	}
 	m.StopTime = time.Now().UTC()
 	m.Duration = m.StopTime.Sub(m.StartTime).Seconds()
@@ -228,10 +245,26 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		m.StoredSize += ob.StoredSize
 	}
 	m.Status = catalog.StatusComplete
-	if err := catalog.PutManifest(ctx, st, enc, &m); err != nil {
-		return nil, fmt.Errorf("writing the manifest: %w", err)
+	if err := catalog.PutManifest(ctx, st, enc, m); err != nil {
+		return fmt.Errorf("writing the manifest: %w", err)
 	}
-	return &m, nil
+	return nil
+}
+
+// checkClaim makes sure backup id still has its started marker. While the
+// backup waited for WAL, a cleanup of incomplete backups (by another
+// backup or by retention) may have taken it for leftovers and deleted its
+// objects; a manifest written then would list a backup without its data.
+func checkClaim(ctx context.Context, st storage.Store, id string) error {
+	_, err := st.Stat(ctx, catalog.StartedKey(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("backup %s lost its started marker %s while it waited for WAL: a cleanup of incomplete backups took it for leftovers and may have deleted its data, so it was not recorded. Make the grace for incomplete backups longer than the wait for WAL, then run the backup again",
+			id, catalog.StartedKey(id))
+	}
+	if err != nil {
+		return fmt.Errorf("checking that backup %s still has its started marker: %w", id, err)
+	}
+	return nil
 }
 
 var (
@@ -239,8 +272,8 @@ var (
 	labelTimeline = regexp.MustCompile(`(?m)^START TIMELINE: (\d+)$`)
 )
 
-// fillWAL derives the timeline and the first and last WAL segment of the
-// backup from the backup label and the stop LSN.
+// fillWAL derives the timeline and the first WAL segment of the backup
+// from the backup label (backupWAL finds the last).
 func fillWAL(m *catalog.Manifest) error {
 	sw := labelStartWAL.FindStringSubmatch(m.BackupLabel)
 	tl := labelTimeline.FindStringSubmatch(m.BackupLabel)
@@ -249,46 +282,7 @@ func fillWAL(m *catalog.Manifest) error {
 	}
 	t, _ := strconv.ParseUint(tl[1], 10, 32)
 	m.Timeline, m.StartWAL = uint32(t), sw[1]
-	stop, err := pg.ParseLSN(m.StopLSN)
-	if err != nil {
-		return err
-	}
-	// The stop LSN ends the backup's last record: the segment that holds the
-	// byte before it must be archived (what pg_walfile_name computes).
-	m.StopWAL = pg.SegmentOf(m.Timeline, stop-1, m.WALSegmentSize).Name()
 	return nil
-}
-
-// waitForWAL polls the store for the segment until timeout: often at first
-// (archiving one segment takes a fraction of a second, and the backup
-// waits for it), then once a second.
-func waitForWAL(ctx context.Context, st storage.Store, name string, timeout time.Duration, log *slog.Logger) error {
-	key, err := catalog.WALKey(name)
-	if err != nil {
-		return err
-	}
-	const firstWait = 20 * time.Millisecond
-	deadline := time.Now().Add(timeout)
-	for wait := firstWait; ; wait = min(wait*3/2, time.Second) {
-		_, err := st.Stat(ctx, key)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("checking that %s is archived: %w", name, err)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("WAL segment %s, which ends this backup, is not in %s after %s: the backup is not complete and was not recorded. Check archive_command (walship wal-push) and the server log, then run the backup again", name, st, timeout)
-		}
-		if wait == firstWait { // say it once
-			log.Info("waiting for the backup's last WAL segment", "segment", name)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
 }
 
 // withoutFile removes the entry for rel from files, returning it apart.

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,7 +131,7 @@ func TestBackupToMinIO(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		text, _ := os.ReadFile(killedLog)
-		if strings.Contains(string(text), "waiting for the backup's last WAL segment") {
+		if strings.Contains(string(text), "waiting for the backup's WAL segments") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -170,6 +171,270 @@ func TestBackupToMinIO(t *testing.T) {
 		t.Errorf("after delete, list --json = %s (%v)", r.stdout, err)
 	}
 	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestBackupWaitsForAllItsWAL: a backup is recorded only when every WAL
+// segment from its start to its stop is in the repository. A segment in the
+// middle of its range is removed from the bucket while the stop segment is
+// archived (as when look-ahead or the agent stored later segments first and
+// an earlier one never arrived): the backup fails naming that segment and
+// is not listed. Then a backup whose started marker is removed while it
+// waits for WAL (a cleanup of leftovers with a short grace) fails without
+// writing its manifest.
+func TestBackupWaitsForAllItsWAL(t *testing.T) {
+	const bucket, prefix = "gap", "db"
+	m := harness.StartMinIO(t)
+	m.MakeBucket(t, bucket)
+	env := m.Env(bucket, prefix)
+	srv := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
+	// Big enough that copying takes a while: the test pauses the backup there.
+	srv.ExecAll("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 1000000) g", "CHECKPOINT")
+	srv.WaitArchived(t, srv.SwitchWal(), 2*time.Minute)
+	env = append(srv.Env(), env...)
+	listed := func() []catalog.BackupSummary {
+		t.Helper()
+		r := runWalship(t, srv.DataDir, env, "backup", "list", "--json")
+		var list []catalog.BackupSummary
+		if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil {
+			t.Fatalf("backup list --json: exit %d (%v)\n%s%s", r.code, err, r.stdout, r.stderr)
+		}
+		return list
+	}
+
+	// Pause the backup while it copies, after pg_backup_start and before
+	// pg_backup_stop, and meanwhile finish two segments: the start one and
+	// the next, which is then removed from the bucket.
+	b := startBackup(t, srv.DataDir, env, "--jobs", "1", "--wal-timeout", "5s")
+	b.waitForLog(t, "backup copying")
+	b.cmd.Process.Signal(syscall.SIGSTOP)
+	if q := srv.Psql("SELECT query FROM pg_stat_activity WHERE application_name = 'walship'"); !strings.Contains(q, "pg_backup_start") {
+		b.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("the backup could not be paused before pg_backup_stop (its last query: %q): make its data directory bigger", q)
+	}
+	srv.SwitchWal()
+	middle := srv.SwitchWal()
+	srv.WaitArchived(t, middle, 2*time.Minute)
+	key, _ := catalog.WALKey(middle)
+	removeObject(t, m, bucket, prefix+"/"+key)
+	b.cmd.Process.Signal(syscall.SIGCONT)
+	code, text := b.wait(t)
+	if code == 0 || !strings.Contains(text, middle) || !strings.Contains(text, "not complete") {
+		t.Errorf("backup with %s missing: exit %d, want a failure naming it:\n%s", middle, code, text)
+	}
+	if list := listed(); len(list) != 0 {
+		t.Errorf("backup list shows %+v after a backup whose WAL has a gap", list)
+	}
+	t.Logf("the backup with a gap in its WAL says: %s", lastLine(text))
+
+	// Archiving stops, so the next backup waits for its WAL; its started
+	// marker is removed then, and archiving resumes.
+	srv.ExecAll("ALTER SYSTEM SET archive_command = '/bin/false'", "SELECT pg_reload_conf()")
+	b = startBackup(t, srv.DataDir, env, "--jobs", "1", "--wal-timeout", "2m")
+	b.waitForLog(t, "waiting for the backup's WAL segments")
+	var started []string
+	for _, k := range m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix) {
+		if strings.HasSuffix(k, "/started.json") {
+			started = append(started, k)
+		}
+	}
+	if len(started) != 1 {
+		t.Fatalf("want the started marker of one running backup, found %v", started)
+	}
+	removeObject(t, m, bucket, started[0])
+	srv.ExecAll("ALTER SYSTEM RESET archive_command", "SELECT pg_reload_conf()")
+	code, text = b.wait(t)
+	if code == 0 || !strings.Contains(text, "started marker") {
+		t.Errorf("backup whose started marker was removed: exit %d, want a failure saying so:\n%s", code, text)
+	}
+	if keys := m.ListObjects(t, bucket, prefix+"/"+catalog.BackupPrefix); len(keys) != 0 {
+		t.Errorf("objects left in backups/: %v", keys)
+	}
+	if list := listed(); len(list) != 0 {
+		t.Errorf("backup list shows %+v after a backup that lost its started marker", list)
+	}
+	t.Logf("the backup that lost its started marker says: %s", lastLine(text))
+}
+
+// TestBackupOfAStandbyAcrossAPromotion backs up a cascading standby whose
+// upstream standby is promoted while the backup runs: the backup starts on
+// timeline 1 and stops on timeline 2. The old primary stops first, so
+// timeline 1's copy of the segment where timeline 2 begins is archived only
+// as .partial. The backup must wait for timeline 1's segments before that
+// one and timeline 2's from it to the stop, not for timeline 1's copy.
+func TestBackupOfAStandbyAcrossAPromotion(t *testing.T) {
+	const bucket, prefix = "promote", "db"
+	m := harness.StartMinIO(t)
+	m.MakeBucket(t, bucket)
+	env := m.Env(bucket, prefix)
+	fetch := "restore_command = '" + harness.Walship(t) + " wal-fetch %f %p'"
+	primary := harness.NewPostgres(t, harness.PGOptions{Settings: archSettings(t), Env: env})
+	primary.ExecAll("CREATE TABLE t AS SELECT g AS i, md5(g::text) AS h FROM generate_series(1, 1000000) g", "CHECKPOINT")
+	primary.WaitArchived(t, primary.SwitchWal(), 2*time.Minute)
+	upstream := harness.NewPostgresFromDir(t, primary.BaseBackup(t), harness.PGOptions{
+		Env: env, StandbySignal: true,
+		Settings: append(archSettings(t), "hot_standby = on", fetch, "primary_conninfo = '"+primary.ConnString()+"'"),
+	})
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("the upstream standby's rows", func() bool { out, _ := upstream.TryPsql("SELECT count(*) FROM t"); return out == "1000000" })
+	standby := harness.NewPostgresFromDir(t, upstream.BaseBackup(t), harness.PGOptions{
+		Env: env, StandbySignal: true,
+		Settings: []string{"archive_mode = off", "hot_standby = on", fetch, "primary_conninfo = '" + upstream.ConnString() + "'"},
+	})
+	waitFor("the cascading standby's rows", func() bool { out, _ := standby.TryPsql("SELECT count(*) FROM t"); return out == "1000000" })
+
+	// Pause the backup while it copies, then fail over: the primary stops,
+	// the upstream standby becomes a primary on timeline 2, and the backed-up
+	// standby follows it.
+	b := startBackup(t, standby.DataDir, append(standby.Env(), env...), "--jobs", "1", "--wal-timeout", "2m", "--json")
+	b.waitForLog(t, "backup copying")
+	b.cmd.Process.Signal(syscall.SIGSTOP)
+	if q := standby.Psql("SELECT query FROM pg_stat_activity WHERE application_name = 'walship'"); !strings.Contains(q, "pg_backup_start") {
+		b.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("the backup could not be paused before pg_backup_stop (its last query: %q): make its data directory bigger", q)
+	}
+	primary.Stop()
+	upstream.ExecAll("SELECT pg_promote()", "INSERT INTO t SELECT g, 'after' FROM generate_series(1, 1000) g", "CHECKPOINT")
+	waitFor("the standby to replay timeline 2", func() bool {
+		out, _ := standby.TryPsql("SELECT count(*) FROM t WHERE h = 'after'")
+		return out == "1000"
+	})
+	// A restartpoint moves the standby's minimum recovery point, where the
+	// backup stops, onto timeline 2.
+	standby.ExecAll("CHECKPOINT")
+	if tli := standby.Psql("SELECT min_recovery_end_timeline FROM pg_control_recovery()"); tli != "2" {
+		t.Fatalf("the standby's minimum recovery point is on timeline %s, want 2", tli)
+	}
+	b.cmd.Process.Signal(syscall.SIGCONT)
+	// A standby's backup ends on WAL its upstream archives: keep switching.
+	stop, switching := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(switching)
+		for {
+			upstream.TryPsql("INSERT INTO t VALUES (0, 'switch'); SELECT pg_switch_wal()")
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
+	code, text := b.wait(t)
+	close(stop)
+	<-switching
+	if code != 0 {
+		t.Fatalf("backup across a promotion: exit %d\n%s", code, text)
+	}
+	var sum catalog.BackupSummary
+	if err := json.Unmarshal([]byte(text[strings.Index(text, "{"):]), &sum); err != nil {
+		t.Fatalf("backup --json: %v\n%s", err, text)
+	}
+	if sum.Timeline != 1 || !strings.HasPrefix(sum.StartWAL, "00000001") || !strings.HasPrefix(sum.StopWAL, "00000002") {
+		t.Errorf("want a backup from timeline 1 to timeline 2: timeline %d, WAL %s..%s", sum.Timeline, sum.StartWAL, sum.StopWAL)
+	}
+	t.Logf("backup %s of the standby: WAL %s..%s", sum.ID, sum.StartWAL, sum.StopWAL)
+
+	// Timeline 1's copy of the segment where timeline 2 begins was never
+	// archived whole (the old primary stopped in it): the backup did not
+	// wait for it.
+	history, ok := storedFile(t, m, bucket, prefix, "00000002.history", &codec.Decoder{})
+	if !ok {
+		t.Fatal("00000002.history is not in the bucket")
+	}
+	hist, err := catalog.ParseHistory(string(history))
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("00000002.history: %v %q", err, history)
+	}
+	switchSeg := fmt.Sprintf("00000001%08X%08X", hist[0].Switch>>32, uint32(hist[0].Switch)/(16<<20))
+	if _, ok := storedFile(t, m, bucket, prefix, switchSeg, nil); ok {
+		t.Errorf("%s, where timeline 2 begins, is archived: the test meant the old primary to stop in it", switchSeg)
+	}
+	if _, ok := storedFile(t, m, bucket, prefix, sum.StopWAL, nil); !ok {
+		t.Errorf("the stop segment %s is not in the bucket", sum.StopWAL)
+	}
+	if _, ok := rawObject(t, m, bucket, prefix+"/"+catalog.ManifestKey(sum.ID)); !ok {
+		t.Error("no manifest")
+	}
+}
+
+// runningBackup is `walship backup --verbose` running in the background,
+// its output in a file.
+type runningBackup struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func startBackup(t *testing.T, dir string, env []string, args ...string) *runningBackup {
+	t.Helper()
+	b := &runningBackup{log: filepath.Join(t.TempDir(), "backup.log")}
+	out, err := os.Create(b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close() // walship writes through the inherited descriptor
+	b.cmd = exec.Command(harness.Walship(t), append([]string{"backup", "--verbose"}, args...)...)
+	b.cmd.Dir = dir
+	b.cmd.Env = append([]string{"PATH=/usr/bin:/bin", "AWS_EC2_METADATA_DISABLED=true"}, env...)
+	b.cmd.Stdout, b.cmd.Stderr = out, out
+	harness.AsServerUser(t, b.cmd)
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if b.cmd.ProcessState == nil {
+			b.cmd.Process.Kill()
+			b.cmd.Wait()
+		}
+	})
+	return b
+}
+
+// waitForLog waits until the backup's output holds text.
+func (b *runningBackup) waitForLog(t *testing.T, text string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, _ := os.ReadFile(b.log)
+		if strings.Contains(string(out), text) {
+			return
+		}
+		if time.Now().After(deadline) || b.cmd.ProcessState != nil {
+			t.Fatalf("the backup never logged %q:\n%s", text, out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// wait waits for the backup to end and returns its exit code and output.
+func (b *runningBackup) wait(t *testing.T) (int, string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		b.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		b.cmd.Process.Kill()
+		<-done
+		t.Error("the backup did not end within 3 minutes")
+	}
+	out, _ := os.ReadFile(b.log)
+	return b.cmd.ProcessState.ExitCode(), string(out)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return s[strings.LastIndexByte(s, '\n')+1:]
 }
 
 // checkManifestCoversDataDir walks the data directory (and tablespaces)

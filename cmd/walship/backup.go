@@ -29,8 +29,8 @@ func backupCmd(c *config) *cobra.Command {
 		Short: "take a base backup of the running server (and: backup list|show|delete)",
 		Long: `Takes an online base backup of the server at PGHOST/PGPORT (libpq's variables,
 or --pghost/--pgport/--pguser/--pgdatabase) whose data directory is PGDATA.
-The backup is recorded as complete only once the WAL segment that ends it is
-in the repository, so every listed backup can be restored.
+The backup is recorded as complete only once every WAL segment from its start
+to its stop is in the repository, so every listed backup can be restored.
 
 It first deletes the leftovers of incomplete backups (killed or failed) that
 wrote nothing for --incomplete-grace.`,
@@ -74,7 +74,7 @@ wrote nothing for --incomplete-grace.`,
 	f.StringVar(&o.Label, "label", "", "backup label (default: walship <ID>)")
 	f.BoolVar(&o.FastCheckpoint, "fast-checkpoint", false, "start with an immediate checkpoint instead of a spread one")
 	f.IntVarP(&o.Jobs, "jobs", "j", runtime.NumCPU(), "files read, compressed and uploaded in parallel")
-	f.DurationVar(&o.WALTimeout, "wal-timeout", 5*time.Minute, "how long to wait for the backup's last WAL segment to be archived")
+	f.DurationVar(&o.WALTimeout, "wal-timeout", 5*time.Minute, "how long to wait for the backup's WAL to be archived")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.DurationVar(&grace, "incomplete-grace", scheduler.DefaultIncompleteGrace, "first delete backups without a manifest that wrote nothing for this long")
 	cmd.AddCommand(backupListCmd(c), backupShowCmd(c), backupDeleteCmd(c))

@@ -37,7 +37,8 @@ const BackupPrefix = "backups/"
 const BackupIDFormat = "20060102T150405Z"
 
 // StatusComplete is the only status a stored manifest has today: a manifest
-// is written only when the backup's last WAL segment is in the repository.
+// is written only when every WAL segment from the backup's start to its
+// stop is in the repository.
 const StatusComplete = "complete"
 
 // BackupKey is the key of a file (e.g. "manifest.json") of backup id.
@@ -69,7 +70,7 @@ type BackupSummary struct {
 	StartLSN       string    `json:"start_lsn"`
 	StopLSN        string    `json:"stop_lsn"`
 	StartWAL       string    `json:"start_wal"`
-	StopWAL        string    `json:"stop_wal"` // the segment that must be archived for the backup to restore
+	StopWAL        string    `json:"stop_wal"` // the segment holding the stop LSN, on the timeline where the backup stopped
 	StartTime      time.Time `json:"start_time"`
 	StopTime       time.Time `json:"stop_time"`
 	Duration       float64   `json:"duration_seconds"`

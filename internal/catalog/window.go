@@ -232,6 +232,12 @@ func (a *Archive) Newest(from pg.Segment) (s pg.Segment, ok bool) {
 	return pg.SegmentOf(from.Timeline, last*uint64(a.SegSize), a.SegSize), true
 }
 
+// LoadHistory reads the stored history file of timeline tli (nil when it
+// is encrypted and dec has no key); storage.ErrNotFound when none is stored.
+func LoadHistory(ctx context.Context, st storage.Store, dec *codec.Decoder, tli uint32) ([]HistoryEntry, error) {
+	return loadHistory(ctx, st, dec, WALPrefix+fmt.Sprintf("%08X.history", tli))
+}
+
 // loadHistory reads one stored history file. An encrypted one without the
 // key configured is skipped (nil): listing backups needs no key, and its
 // timeline then looks unrelated to the others.
