@@ -139,7 +139,7 @@ func (a *Agent) handle(ctx context.Context, conn net.Conn) {
 	case !ok:
 		reply = "ERR bad request\n"
 	case repo != a.Repo:
-		reply = agentsock.Reply(fmt.Errorf("the agent archives to %s but this wal-push is configured for %s", a.Repo, repo))
+		reply = agentsock.Reply(fmt.Errorf("the agent is configured for %s, but this wal-push for %s: the repository, its endpoint or its encryption or repository key settings differ; give both the same settings", a.Repo, repo))
 	default:
 		// Push shares an upload already running for this name.
 		reply = agentsock.Reply(a.Shipper.Push(ctx, name))

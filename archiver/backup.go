@@ -29,7 +29,10 @@ type BackupOptions struct {
 	Jobs           int           // parallel readers/uploaders; default runtime.NumCPU()
 	ObjectSize     int64         // decoded bytes per data object; default DefaultObjectSize
 	WALTimeout     time.Duration // wait for the backup's WAL to be archived; default 5m
-	Log            *slog.Logger
+	// RepoKey, when set, authenticates every object with a MAC (see
+	// catalog.Protection); the repository must have been created with it.
+	RepoKey []byte
+	Log     *slog.Logger
 	// Progress, when set, is called about once a second while files are
 	// copied, with the bytes stored so far and the total.
 	Progress func(done, total int64)
@@ -93,9 +96,11 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 	if !pg.ValidSegmentSize(segSize) {
 		return nil, fmt.Errorf("server reports wal_segment_size %d", segSize)
 	}
-	if _, err := catalog.EnsureIdentity(ctx, st, m.SystemID, m.WALSegmentSize); err != nil {
+	id, err := catalog.EnsureIdentity(ctx, st, m.SystemID, m.WALSegmentSize, catalog.Protection{Encrypts: len(enc.Recipients) > 0, Key: o.RepoKey})
+	if err != nil {
 		return nil, err
 	}
+	enc = id.Encoder(enc, catalog.Protection{Key: o.RepoKey})
 
 	m.StartTime = time.Now().UTC()
 	info, _ := json.Marshal(map[string]any{"start_time": m.StartTime, "system_identifier": strconv.FormatUint(m.SystemID, 10)})

@@ -40,6 +40,9 @@ type Shipper struct {
 	WALDir   string
 	Parallel int // files in flight at once, the requested one included
 	Log      *slog.Logger
+	// RepoKey, when set, is the repository key: objects are authenticated
+	// with a MAC, and only a repository whose record it signed is written to.
+	RepoKey []byte
 
 	flight singleflight.Group
 	idMu   sync.Mutex
@@ -50,6 +53,7 @@ type Shipper struct {
 	id      *catalog.Identity
 	idRead  time.Time
 	journal *Journal
+	encoder *codec.Encoder // Encoder, with the MAC key of id's repository
 }
 
 // identityTTL is how long a long-running shipper (the agent) trusts the
@@ -99,7 +103,7 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	obj, h, err := s.Encoder.EncodeFile(path, name)
+	obj, h, err := s.currentEncoder().EncodeFile(path, name)
 	if err != nil {
 		return err
 	}
@@ -203,11 +207,18 @@ func (s *Shipper) validate(ctx context.Context, name, path string, kind pg.Kind)
 		if err := validateText(kind, data); err != nil {
 			return fmt.Errorf("%s: not a valid %s: %v", name, kind, err)
 		}
-		// Text files carry no system id; the server's control file does.
-		if sys, err := pg.ControlSystemID(filepath.Dir(s.WALDir)); err == nil {
-			return s.checkSystem(ctx, sys, 0, false)
+		// Text files carry no system id; the server's control file does,
+		// and any segment in pg_wal the segment size, to claim a new
+		// repository with.
+		sys, err := pg.ControlSystemID(filepath.Dir(s.WALDir))
+		if err != nil {
+			if s.RepoKey != nil {
+				return fmt.Errorf("%s: cannot read the server's system identifier to check the repository: %w", name, err)
+			}
+			return nil
 		}
-		return nil
+		segSize := s.segmentSizeInWALDir(sys)
+		return s.checkSystem(ctx, sys, segSize, segSize != 0)
 	}
 }
 
@@ -234,10 +245,11 @@ func validateText(kind pg.Kind, data []byte) error {
 	return nil
 }
 
-// checkSystem confirms that the repository belongs to systemID, reading its
-// identity from the store once per process (once per identityTTL in the
-// agent). Segments claim a new repository (claim); history and backup
-// files, which do not know the segment size, only check.
+// checkSystem confirms that the repository belongs to systemID and that
+// this configuration may write to it, reading its identity from the store
+// once per process (once per identityTTL in the agent). With claim (the
+// segment size is known), a new repository is claimed; otherwise a new
+// repository passes, and its first segment claims it.
 func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint32, claim bool) error {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
@@ -250,20 +262,53 @@ func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint
 	var id catalog.Identity
 	var err error
 	if claim {
-		id, err = catalog.EnsureIdentity(ctx, s.Store, systemID, segSize)
+		id, err = catalog.EnsureIdentity(ctx, s.Store, systemID, segSize, s.protection())
 	} else {
 		id, err = catalog.LoadIdentity(ctx, s.Store)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil // a new repository: its first segment claims it
-		}
-		if err == nil && id.SystemID != systemID {
+		switch {
+		case errors.Is(err, storage.ErrNotFound) && s.RepoKey != nil:
+			return fmt.Errorf("%s has no identity record yet, and an authenticated object needs one: the first WAL segment archived creates it", s.Store)
+		case errors.Is(err, storage.ErrNotFound):
+			return nil
+		case err == nil && id.SystemID != systemID:
 			err = catalog.WrongSystem(s.Store, id.SystemID, systemID)
+		case err == nil:
+			if err = id.CheckWriter(s.protection()); err != nil {
+				err = fmt.Errorf("%s: %w", s.Store, err)
+			}
 		}
 	}
 	if err != nil {
 		return err
 	}
 	return s.setIdentity(id)
+}
+
+// protection is what this shipper's configuration holds.
+func (s *Shipper) protection() catalog.Protection {
+	return catalog.Protection{Encrypts: len(s.Encoder.Recipients) > 0, Key: s.RepoKey}
+}
+
+// segmentSizeInWALDir is the segment size in the header of a segment of
+// systemID in pg_wal, or 0 when there is none.
+func (s *Shipper) segmentSizeInWALDir(systemID uint64) uint32 {
+	ents, _ := os.ReadDir(s.WALDir)
+	for _, e := range ents {
+		if pg.KindOf(e.Name()) != pg.KindSegment {
+			continue
+		}
+		page := make([]byte, 64)
+		f, err := os.Open(filepath.Join(s.WALDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		n, _ := io.ReadFull(f, page)
+		f.Close()
+		if h, err := pg.ParseSegmentHeader(e.Name(), page[:n]); err == nil && h.SystemID == systemID {
+			return h.SegSize
+		}
+	}
+	return 0
 }
 
 // currentJournal is the journal of the repository instance the store holds
@@ -277,8 +322,11 @@ func (s *Shipper) currentJournal(ctx context.Context) (*Journal, error) {
 	}
 	id, err := catalog.LoadIdentity(ctx, s.Store)
 	if errors.Is(err, storage.ErrNotFound) {
-		s.id, s.journal = nil, nil
+		s.id, s.journal, s.encoder = nil, nil, nil
 		return nil, nil
+	}
+	if err == nil {
+		err = id.CheckWriter(s.protection())
 	}
 	if err != nil {
 		return nil, err
@@ -306,8 +354,20 @@ func (s *Shipper) setIdentity(id catalog.Identity) error {
 		}
 		s.journal = j
 	}
+	s.encoder = id.Encoder(s.Encoder, s.protection())
 	s.id, s.idRead = &id, time.Now()
 	return nil
+}
+
+// currentEncoder is the encoder for the repository last confirmed: with its
+// MAC key when a repository key is configured.
+func (s *Shipper) currentEncoder() *codec.Encoder {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.encoder == nil {
+		return s.Encoder
+	}
+	return s.encoder
 }
 
 // Shipped reports whether the journal of the repository last confirmed

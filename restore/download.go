@@ -97,7 +97,7 @@ func (l *layout) fetchOnce(ctx context.Context, st storage.Store, dec *codec.Dec
 	}
 	defer rc.Close()
 	w := &partWriter{l: l, parts: parts}
-	h, err := dec.Decode(rc, w, obj.Key)
+	h, err := dec.WithMaxSize(obj.Size).Decode(rc, w, obj.Key)
 	if cerr := w.close(); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -41,6 +41,9 @@ type Fetcher struct {
 	// writes it into restore_command): a repository of another system is
 	// an error, never "not found".
 	SystemID uint64
+	// Identity, when set, is the repository's identity record as the
+	// caller already read it: no second read to confirm the repository.
+	Identity *catalog.Identity
 
 	confirmed bool // the repository's identity was read and matched
 }
@@ -107,7 +110,13 @@ func (f *Fetcher) confirmRepository(ctx context.Context) error {
 	if f.confirmed {
 		return nil
 	}
-	id, err := catalog.LoadIdentity(ctx, f.Store)
+	var id catalog.Identity
+	var err error
+	if f.Identity != nil {
+		id = *f.Identity
+	} else {
+		id, err = catalog.LoadIdentity(ctx, f.Store)
+	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return fmt.Errorf("%w: %s has no %s (a folder or volume not mounted, a wrong prefix or endpoint, a deleted bucket, or nothing was ever archived there)",
@@ -131,8 +140,19 @@ func (f *Fetcher) fetchOnce(ctx context.Context, key, name, dest string, durable
 		return err
 	}
 	defer rc.Close()
-	_, err = f.Decoder.DecodeToFile(rc, dest, name, durable)
+	_, err = f.Decoder.WithMaxSize(maxWALFileSize(name)).DecodeToFile(rc, dest, name, durable)
 	return err
+}
+
+// maxWALFileSize bounds what one archived file may decode to, so a crafted
+// object cannot fill pg_wal: PostgreSQL's largest segment size, and 1 MiB
+// for history and backup-label files (wal-push refuses larger ones).
+func maxWALFileSize(name string) int64 {
+	switch pg.KindOf(name) {
+	case pg.KindHistory, pg.KindBackup:
+		return 1 << 20
+	}
+	return 1 << 30
 }
 
 // Prefetch keeps the spool filled with the n segments that follow the
@@ -162,7 +182,9 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 	sp.MarkBoot()
 
 	segSize := uint32(16 << 20)
-	if id, err := catalog.LoadIdentity(ctx, f.Store); err == nil && id.WALSegmentSize != 0 {
+	if f.Identity != nil && f.Identity.WALSegmentSize != 0 {
+		segSize = f.Identity.WALSegmentSize
+	} else if id, err := catalog.LoadIdentity(ctx, f.Store); err == nil && id.WALSegmentSize != 0 {
 		segSize = id.WALSegmentSize
 	}
 	type result struct {

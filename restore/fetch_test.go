@@ -27,7 +27,7 @@ func setup(t *testing.T, n int) (storage.Store, string, map[string][]byte) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := catalog.EnsureIdentity(ctx, st, 7, segSize); err != nil {
+	if _, err := catalog.EnsureIdentity(ctx, st, 7, segSize, catalog.Protection{}); err != nil {
 		t.Fatal(err)
 	}
 	segs := map[string][]byte{}

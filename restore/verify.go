@@ -506,7 +506,7 @@ func (v *chainVerifier) object(dec *codec.Decoder, n int, f fetched, w *hashWrit
 	if f.err != nil {
 		return f.err
 	}
-	h, err := dec.Decode(bytes.NewReader(f.data), w, obj.Key)
+	h, err := dec.WithMaxSize(obj.Size).Decode(bytes.NewReader(f.data), w, obj.Key)
 	if err == nil && (h.Size != obj.Size || (obj.Checksum != "" && h.Checksum != obj.Checksum)) {
 		err = fmt.Errorf("%w: object holds %d bytes with checksum %s, the manifest says %d bytes with %s",
 			codec.ErrCorrupt, h.Size, h.Checksum, obj.Size, obj.Checksum)

@@ -47,6 +47,9 @@ wrote nothing for --incomplete-grace.`,
 			if err != nil {
 				return err
 			}
+			if o.RepoKey, err = c.repoKey(); err != nil {
+				return err
+			}
 			o.PGData, o.Log = c.pgdata, c.logger()
 			cleanLeftovers(cmd.Context(), st, grace, o.Log)
 			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
@@ -116,7 +119,7 @@ func backupListCmd(c *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dec, err := c.decoder()
+			dec, _, err := c.decoderFor(cmd.Context(), st)
 			if err != nil {
 				return err
 			}
@@ -218,7 +221,7 @@ func backupShowCmd(c *config) *cobra.Command {
 			} {
 				fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 			}
-			dec, err := c.decoder()
+			dec, _, err := c.decoderFor(cmd.Context(), st)
 			if err != nil {
 				return err
 			}

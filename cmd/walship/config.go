@@ -13,7 +13,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"filippo.io/age"
+
 	"github.com/walship/walship/archiver"
+	"github.com/walship/walship/internal/agentsock"
+	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/storage"
 )
@@ -28,6 +32,7 @@ type config struct {
 	level        int
 	recipients   string
 	keyFile      string
+	repoKeyFile  string
 	timeout      time.Duration
 	retryBudget  time.Duration
 	verbose      bool
@@ -52,6 +57,7 @@ var envOf = map[string]string{
 	"compression-level":    "WALSHIP_COMPRESSION_LEVEL",
 	"encryption-recipient": "WALSHIP_ENCRYPTION_RECIPIENT",
 	"encryption-key-file":  "WALSHIP_ENCRYPTION_KEY_FILE",
+	"repo-key-file":        "WALSHIP_REPO_KEY_FILE",
 	"timeout":              "WALSHIP_TIMEOUT",
 	"retry-budget":         "WALSHIP_RETRY_BUDGET",
 	"verbose":              "WALSHIP_VERBOSE",
@@ -75,6 +81,7 @@ func (c *config) registerCommon(fs *pflag.FlagSet) {
 	fs.IntVar(&c.level, "compression-level", 0, "compression level (0: the codec's default)")
 	fs.StringVar(&c.recipients, "encryption-recipient", "", "encrypt with age for these public keys (age1..., comma-separated)")
 	fs.StringVar(&c.keyFile, "encryption-key-file", "", "age identity file: decrypts, and encrypts when no recipient is given")
+	fs.StringVar(&c.repoKeyFile, "repo-key-file", "", "repository key file: a shared secret that authenticates every object (walship keygen writes one); set when the repository is created, then on every reader and writer")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "limit for one store call")
 	fs.DurationVar(&c.retryBudget, "retry-budget", time.Minute, "total time to keep retrying a failing store call")
 	fs.BoolVarP(&c.verbose, "verbose", "v", false, "log every file shipped or fetched")
@@ -175,26 +182,64 @@ func (c *config) encoder() (*codec.Encoder, error) {
 	return &codec.Encoder{Compression: c.compression, Level: c.level, Recipients: rs}, nil
 }
 
-// reader opens the repository and the decoder for what it holds: what
-// every command that reads from the repository starts with.
-func (c *config) reader(ctx context.Context) (storage.Store, *codec.Decoder, error) {
-	st, err := c.openStore(ctx)
-	if err != nil {
-		return nil, nil, err
+// repoKey is the secret of the repository key file, nil without one.
+func (c *config) repoKey() ([]byte, error) {
+	if c.repoKeyFile == "" {
+		return nil, nil
 	}
-	dec, err := c.decoder()
+	key, err := codec.LoadRepositoryKey(c.repoKeyFile)
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("%w (WALSHIP_REPO_KEY_FILE or --repo-key-file)", err)
 	}
-	return st, dec, nil
+	return key, nil
 }
 
-func (c *config) decoder() (*codec.Decoder, error) {
-	_, ids, err := codec.Keys("", c.keyFile)
+// protection is what the configuration holds to protect the repository.
+func (c *config) protection() (catalog.Protection, []age.Identity, error) {
+	rs, ids, err := codec.Keys(c.recipients, c.keyFile)
 	if err != nil {
-		return nil, err
+		return catalog.Protection{}, nil, err
 	}
-	return &codec.Decoder{Identities: ids}, nil
+	key, err := c.repoKey()
+	if err != nil {
+		return catalog.Protection{}, nil, err
+	}
+	return catalog.Protection{Encrypts: len(rs) > 0, Decrypts: len(ids) > 0, Key: key}, ids, nil
+}
+
+// reader opens the repository and the decoder for what it holds: what
+// every command that reads from the repository starts with. The decoder
+// enforces the repository's protection (see catalog.Identity.Verify), so
+// the identity record is read first; id is nil when there is none yet.
+func (c *config) reader(ctx context.Context) (st storage.Store, dec *codec.Decoder, id *catalog.Identity, err error) {
+	if st, err = c.openStore(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	dec, id, err = c.decoderFor(ctx, st)
+	return st, dec, id, err
+}
+
+// decoderFor reads st's identity record, checks it against the
+// configuration and returns the decoder its objects need.
+func (c *config) decoderFor(ctx context.Context, st storage.Store) (*codec.Decoder, *catalog.Identity, error) {
+	p, ids, err := c.protection()
+	if err != nil {
+		return nil, nil, err
+	}
+	base := &codec.Decoder{Identities: ids}
+	id, err := catalog.OpenIdentity(ctx, st, p)
+	switch {
+	case errors.Is(err, storage.ErrNotFound) && p.Key != nil:
+		return nil, nil, fmt.Errorf("%s has no identity record (%s) to check the repository key against: the repository is missing, or nothing was archived there yet", st, catalog.IdentityKey)
+	case errors.Is(err, storage.ErrNotFound):
+		// Nothing claimed the repository yet: a reader that can decrypt
+		// still accepts encrypted objects only.
+		base.RequireEncryption = p.Decrypts
+		return base, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	return id.Decoder(base, p), &id, nil
 }
 
 // shipper prepares the WAL push pipeline from walDir to the repository.
@@ -207,5 +252,22 @@ func (c *config) shipper(ctx context.Context, walDir string) (*archiver.Shipper,
 	if err != nil {
 		return nil, err
 	}
-	return archiver.NewShipper(st, enc, walDir, c.walParallel, c.logger())
+	key, err := c.repoKey()
+	if err != nil {
+		return nil, err
+	}
+	sh, err := archiver.NewShipper(st, enc, walDir, c.walParallel, c.logger())
+	if err != nil {
+		return nil, err
+	}
+	sh.RepoKey = key
+	return sh, nil
+}
+
+// agentTarget names what a wal-push asks the agent to do: the repository
+// and every setting that decides how objects are protected, so that an
+// agent configured otherwise (no encryption, another endpoint or key)
+// refuses instead of storing what this wal-push would not.
+func (c *config) agentTarget() string {
+	return agentsock.Target(c.repo, c.s3.Endpoint, c.recipients, c.keyFile, c.repoKeyFile)
 }

@@ -39,7 +39,7 @@ recovery that replaces the source, wants --archive-mode preserve.
 
 restore_command carries the repository's location and other non-secret
 settings (--repo, --s3-endpoint, --s3-region, --s3-path-style, --s3-ca-file,
---encryption-key-file) as flags; credentials (AWS_ACCESS_KEY_ID, ...) must be
+--encryption-key-file, --repo-key-file: paths, not keys) as flags; credentials (AWS_ACCESS_KEY_ID, ...) must be
 in the environment of the server that recovers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -54,7 +54,7 @@ in the environment of the server that recovers.`,
 			if o.Tablespaces, err = parseTablespaces(spaces); err != nil {
 				return err
 			}
-			st, dec, err := c.reader(cmd.Context())
+			st, dec, _, err := c.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -148,6 +148,7 @@ func (c *config) restoreCommand() (string, error) {
 		{"--s3-region", c.s3.Region},
 		{"--s3-ca-file", c.s3.CAFile},
 		{"--encryption-key-file", c.keyFile},
+		{"--repo-key-file", c.repoKeyFile},
 	} {
 		if kv[1] == "" {
 			continue

@@ -65,7 +65,7 @@ recoverable window that remains.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			st, dec, err := c.reader(cmd.Context())
+			st, dec, _, err := c.reader(cmd.Context())
 			if err != nil {
 				return err
 			}

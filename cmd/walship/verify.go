@@ -27,7 +27,7 @@ Each problem is printed on its own line, naming the object, file or segment;
 the exit status is 1 when there is any, 0 when everything verified.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, dec, err := c.reader(cmd.Context())
+			st, dec, _, err := c.reader(cmd.Context())
 			if err != nil {
 				return err
 			}

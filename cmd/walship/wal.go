@@ -41,7 +41,7 @@ pg_wal directory, wal-push only asks it and waits for the answer.`,
 			}
 			walDir := filepath.Dir(path)
 			if !c.noAgent && c.repo != "" {
-				err := agentsock.Ask(walDir, c.repo, name, c.agentTimeout)
+				err := agentsock.Ask(walDir, c.agentTarget(), name, c.agentTimeout)
 				if !errors.Is(err, agentsock.ErrNoAgent) {
 					return err
 				}
@@ -110,11 +110,11 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string, 
 		}
 		return nil
 	}
-	st, dec, err := c.reader(cmd.Context())
+	st, dec, id, err := c.reader(cmd.Context())
 	if err != nil {
 		return err
 	}
-	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger(), SystemID: systemID}
+	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger(), SystemID: systemID, Identity: id}
 	if prefetchFor != "" {
 		// Depth and parallelism differ: a few downloads at once saturate the
 		// link, and each one holds buffers.

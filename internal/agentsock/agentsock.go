@@ -73,6 +73,28 @@ func Ask(walDir, repo, name string, timeout time.Duration) error {
 	return errors.New("the walship agent answered " + answer)
 }
 
+// Target names a repository together with the settings that decide how its
+// objects are protected (endpoint, encryption recipients and key file,
+// repository key file): the agent serves only wal-push calls configured as
+// it is. The settings are reduced to a hash (FNV-1a, written out here for
+// the reason in Ask), so no path or key appears on the wire.
+func Target(repo, endpoint, recipients, keyFile, repoKeyFile string) string {
+	h := uint64(14695981039346656037)
+	for _, s := range [...]string{endpoint, recipients, keyFile, repoKeyFile} {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint64(s[i])) * 1099511628211
+		}
+		h = (h ^ 0xff) * 1099511628211 // a separator no setting holds
+	}
+	const digits = "0123456789abcdef"
+	var hex [16]byte
+	for i := range hex {
+		hex[15-i] = digits[h&15]
+		h >>= 4
+	}
+	return repo + " settings-" + string(hex[:])
+}
+
 // Request is the line a client sends.
 func Request(name, repo string) string { return "PUSH " + name + " " + repo + "\n" }
 

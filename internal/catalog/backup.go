@@ -165,12 +165,17 @@ func DecodeManifest(r io.Reader, dec *codec.Decoder, id string) (*Manifest, erro
 	src := bufio.NewReader(io.LimitReader(r, MaxManifestSize))
 	var js []byte
 	if first, err := src.Peek(1); err == nil && first[0] == '{' {
+		// Plain JSON is neither encrypted nor authenticated: a repository
+		// that requires either cannot have written it.
+		if dec.MACKey != nil || dec.RequireEncryption {
+			return nil, fmt.Errorf("the manifest of backup %s is plain JSON, but this repository's objects are encrypted or authenticated: %w", id, codec.ErrTampered)
+		}
 		if js, err = io.ReadAll(src); err != nil {
 			return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
 		}
 	} else {
 		var buf bytes.Buffer
-		if _, err := dec.Decode(src, &buf, ManifestKey(id)); err != nil {
+		if _, err := dec.WithMaxSize(MaxManifestSize).Decode(src, &buf, ManifestKey(id)); err != nil {
 			if errors.Is(err, codec.ErrCorrupt) {
 				return nil, fmt.Errorf("the manifest of backup %s is damaged: %w", id, err)
 			}

@@ -45,6 +45,13 @@ type Identity struct {
 	// two repositories at the same location apart (one emptied or
 	// recreated there), which the location alone cannot.
 	RepositoryID string `json:"repository_id,omitempty"`
+	// Encryption ("age" or "none") and Authentication ("hmac-sha256" or
+	// empty) are the policy for every object, fixed at creation (empty
+	// Encryption in records written before December 2026); MAC signs the
+	// record with the repository key when there is one. See protection.go.
+	Encryption     string `json:"encryption,omitempty"`
+	Authentication string `json:"authentication,omitempty"`
+	MAC            string `json:"mac,omitempty"`
 }
 
 // ID names this repository instance. Records written before RepositoryID
@@ -83,13 +90,14 @@ func LoadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
 	return id, nil
 }
 
-// EnsureIdentity checks that the repository belongs to systemID, claiming it
-// when it is new. Two first pushes racing each other both end up comparing
-// with the one record that won.
-func EnsureIdentity(ctx context.Context, st storage.Store, systemID uint64, segSize uint32) (Identity, error) {
+// EnsureIdentity checks that the repository belongs to systemID and that
+// p may write to it, claiming it when it is new (its policy then follows
+// p). Two first pushes racing each other both end up comparing with the one
+// record that won.
+func EnsureIdentity(ctx context.Context, st storage.Store, systemID uint64, segSize uint32, p Protection) (Identity, error) {
 	id, err := LoadIdentity(ctx, st)
 	if errors.Is(err, storage.ErrNotFound) {
-		id = Identity{SystemID: systemID, WALSegmentSize: segSize, Created: time.Now().UTC(), RepositoryID: newRepositoryID()}
+		id = newIdentity(Identity{SystemID: systemID, WALSegmentSize: segSize, Created: time.Now().UTC(), RepositoryID: newRepositoryID()}, p)
 		data, _ := json.MarshalIndent(id, "", "  ")
 		err = st.Put(ctx, IdentityKey, append(data, '\n'), storage.PutOptions{IfNotExists: true})
 		if errors.Is(err, storage.ErrExists) {
@@ -99,25 +107,26 @@ func EnsureIdentity(ctx context.Context, st storage.Store, systemID uint64, segS
 	if err != nil {
 		return Identity{}, err
 	}
+	if err := id.CheckWriter(p); err != nil {
+		return id, fmt.Errorf("%s: %w", st, err)
+	}
 	if id.SystemID != systemID {
 		return id, WrongSystem(st, id.SystemID, systemID)
 	}
 	return id, nil
 }
 
-// CheckIdentity checks that the repository belongs to systemID without
-// claiming it: a new repository passes (its first segment will claim it).
-func CheckIdentity(ctx context.Context, st storage.Store, systemID uint64) error {
+// OpenIdentity reads the identity of a repository and checks it against the
+// configuration that reads it (see Identity.Verify).
+func OpenIdentity(ctx context.Context, st storage.Store, p Protection) (Identity, error) {
 	id, err := LoadIdentity(ctx, st)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil
-	case err != nil:
-		return err
-	case id.SystemID != systemID:
-		return WrongSystem(st, id.SystemID, systemID)
+	if err != nil {
+		return id, err
 	}
-	return nil
+	if err := id.Verify(p); err != nil {
+		return id, fmt.Errorf("%s: %w", st, err)
+	}
+	return id, nil
 }
 
 // WrongSystem is the error for a server of system got using a repository of

@@ -249,7 +249,7 @@ func loadHistory(ctx context.Context, st storage.Store, dec *codec.Decoder, key 
 	defer rc.Close()
 	var buf bytes.Buffer
 	name := key[strings.LastIndexByte(key, '/')+1:]
-	if _, err := dec.Decode(io.LimitReader(rc, 1<<20), &buf, name); err != nil {
+	if _, err := dec.WithMaxSize(1<<20).Decode(io.LimitReader(rc, 2<<20), &buf, name); err != nil {
 		if errors.Is(err, codec.ErrNoKey) {
 			return nil, nil
 		}

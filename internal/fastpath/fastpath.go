@@ -83,7 +83,9 @@ func Push(path string) (answered bool, err error) {
 	if _, err := os.Stat(path); err != nil {
 		return false, nil
 	}
-	err = agentsock.Ask(spool.Dir(path), repo, spool.Base(path), timeout)
+	target := agentsock.Target(repo, os.Getenv("WALSHIP_S3_ENDPOINT"), os.Getenv("WALSHIP_ENCRYPTION_RECIPIENT"),
+		os.Getenv("WALSHIP_ENCRYPTION_KEY_FILE"), os.Getenv("WALSHIP_REPO_KEY_FILE"))
+	err = agentsock.Ask(spool.Dir(path), target, spool.Base(path), timeout)
 	if errors.Is(err, agentsock.ErrNoAgent) {
 		return false, nil
 	}
