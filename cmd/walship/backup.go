@@ -16,6 +16,7 @@ import (
 
 	"github.com/walship/walship/archiver"
 	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/internal/storage"
 	"github.com/walship/walship/scheduler"
 )
@@ -49,7 +50,7 @@ wrote nothing for --incomplete-grace.`,
 			}
 			o.PGData, o.Log = c.pgdata, c.logger()
 			cleanLeftovers(cmd.Context(), st, grace, o.Log)
-			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			if progress.ToTerminal(os.Stderr) {
 				o.Progress = progressLine(time.Now())
 				defer fmt.Fprintln(os.Stderr)
 			}
