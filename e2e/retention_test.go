@@ -171,7 +171,7 @@ func TestRetention(t *testing.T) {
 		t.Errorf("dry run: %+v", dry)
 	}
 	r = runWalship(t, "/", env, "retention", "--keep", "1", "--dry-run", "--incomplete-grace", "2s")
-	for _, want := range []string{"dry run: nothing is deleted", "would delete backup " + b1.ID, "would delete backup " + b2.ID,
+	for _, want := range []string{"dry run: nothing deleted; add --yes to delete", "would delete backup " + b1.ID, "would delete backup " + b2.ID,
 		"would delete incomplete backup " + l2, "recoverable window"} {
 		if r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("retention --dry-run: exit %d, no %q in:\n%s%s", r.code, want, r.stdout, r.stderr)
@@ -193,7 +193,7 @@ func TestRetention(t *testing.T) {
 
 	// The window starts between the ends of the second and third backups.
 	window := time.Since(b2.StopTime.Add(b3.StopTime.Sub(b2.StopTime) / 2)).Round(time.Second)
-	out := retention("--recovery-window", fmt.Sprintf("%ds", int(window.Seconds())), "--dry-run=false")
+	out := retention("--recovery-window", fmt.Sprintf("%ds", int(window.Seconds())), "--yes")
 	if out.DryRun || backupIDs(out.Expired) != b1.ID || backupIDs(out.Kept) != b2.ID+" "+b3.ID {
 		t.Errorf("window %s: expired %q, kept %q; want %s expired", window, backupIDs(out.Expired), backupIDs(out.Kept), b1.ID)
 	}
@@ -206,7 +206,7 @@ func TestRetention(t *testing.T) {
 	}))
 	all = m.ListObjects(t, bucket, prefix+"/")
 
-	out = retention("--keep", "1")
+	out = retention("--keep", "1", "--yes")
 	if out.DryRun || backupIDs(out.Expired) != b2.ID || backupIDs(out.Kept) != b3.ID || len(out.Windows) != 1 || out.Windows[0].Timeline != 2 {
 		t.Errorf("keep 1: expired %q, kept %q, windows %+v", backupIDs(out.Expired), backupIDs(out.Kept), out.Windows)
 	}
@@ -219,7 +219,7 @@ func TestRetention(t *testing.T) {
 	// WAL stored since it began (none here), whatever the policy says.
 	craft(l3)
 	left := m.ListObjects(t, bucket, prefix+"/")
-	out = retention("--keep", "1")
+	out = retention("--keep", "1", "--yes")
 	if len(out.Incomplete) != 0 || len(out.IncompleteKept) != 1 || out.IncompleteKept[0].ID != l3 || len(out.Expired) != 0 || len(out.WAL) != 0 {
 		t.Errorf("with a fresh incomplete backup: %+v; want %s kept and nothing deleted", out, l3)
 	}

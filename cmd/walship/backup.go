@@ -16,6 +16,7 @@ import (
 
 	"github.com/walship/walship/archiver"
 	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/internal/storage"
 	"github.com/walship/walship/scheduler"
 )
@@ -52,7 +53,7 @@ wrote nothing for --incomplete-grace.`,
 			}
 			o.PGData, o.Log = c.pgdata, c.logger()
 			cleanLeftovers(cmd.Context(), st, grace, o.Log)
-			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			if progress.ToTerminal(os.Stderr) {
 				o.Progress = progressLine(time.Now())
 				defer fmt.Fprintln(os.Stderr)
 			}
@@ -247,14 +248,20 @@ func backupShowCmd(c *config) *cobra.Command {
 }
 
 func backupDeleteCmd(c *config) *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "delete ID",
-		Short: "delete one backup (complete or not)",
+		Short: "delete one backup (complete or not); the newest complete one only with --force",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := c.openStore(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if !force {
+				if err := refuseNewest(cmd.Context(), st, args[0]); err != nil {
+					return err
+				}
 			}
 			if err := catalog.DeleteBackup(cmd.Context(), st, args[0]); err != nil {
 				return err
@@ -263,6 +270,28 @@ func backupDeleteCmd(c *config) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "delete the backup even if it is the newest complete one")
+	return cmd
+}
+
+// refuseNewest refuses to delete the newest complete backup (by stop time,
+// as retention orders them): it is the newest one a restore can start from,
+// and without it recovery must replay WAL from an older one, if any.
+func refuseNewest(ctx context.Context, st storage.Store, id string) error {
+	list, _, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		return err
+	}
+	var newest *catalog.BackupSummary
+	for i := range list {
+		if newest == nil || !list[i].StopTime.Before(newest.StopTime) {
+			newest = &list[i]
+		}
+	}
+	if newest != nil && newest.ID == id {
+		return fmt.Errorf("backup %s is the newest complete backup, the newest one a restore can start from (%d complete backups in all): give --force to delete it anyway", id, len(list))
+	}
+	return nil
 }
 
 func orNothing(s string) string {

@@ -20,7 +20,7 @@ import (
 func checkCmd(c *config) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "prove the configuration works: store reachable, write/read/delete, repository identity",
+		Short: "prove the configuration works: store reachable, write/read/list/delete, missing objects read as not found, no overwrites, repository identity",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
@@ -32,6 +32,7 @@ func checkCmd(c *config) *cobra.Command {
 				fmt.Fprintf(out, "ok    %-11s %s\n", name, detail)
 				return nil
 			}
+			warn := func(name, detail string) { fmt.Fprintf(out, "WARN  %-11s %s\n", name, detail) }
 			ctx := cmd.Context()
 			_, err := c.encoder()
 			if err := step("settings", err, fmt.Sprintf("compression %s, encryption %s", c.compression, onOff(c.recipients != "" || c.keyFile != ""))); err != nil {
@@ -47,9 +48,8 @@ func checkCmd(c *config) *cobra.Command {
 			if err := step("write", err, key); err != nil {
 				return err
 			}
-			err = readBack(ctx, st, key, probe)
-			if err := step("read", err, fmt.Sprintf("%d bytes match", len(probe))); err != nil {
-				st.Delete(ctx, key)
+			if err := checkWithProbe(ctx, st, key, probe, step, warn); err != nil {
+				st.Delete(context.WithoutCancel(ctx), key)
 				return err
 			}
 			err = st.Delete(ctx, key)
@@ -81,6 +81,69 @@ func checkCmd(c *config) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&c.pgdata, "pgdata", "D", "", "also check that this data directory's server may use the repository")
 	return cmd
+}
+
+// checkWithProbe runs the steps that need the probe object in place: read
+// it back, find it by listing, read a missing object, and prove that the
+// store refuses to overwrite.
+func checkWithProbe(ctx context.Context, st storage.Store, key string, probe []byte,
+	step func(name string, err error, detail string) error, warn func(name, detail string)) error {
+	err := readBack(ctx, st, key, probe)
+	if err := step("read", err, fmt.Sprintf("%d bytes match", len(probe))); err != nil {
+		return err
+	}
+	err = listed(ctx, st, key)
+	if err := step("list", err, "the probe is listed"); err != nil {
+		return err
+	}
+	err = missingIsNotFound(ctx, st, key+"-never-written")
+	if err := step("missing", err, `a missing object reads as "not found"`); err != nil {
+		return err
+	}
+	proven, err := storage.ProveConditionalPut(ctx, st)
+	if err != nil || proven {
+		return step("conditional", err, "writes: refused a second write (proven)")
+	}
+	warn("conditional", "writes: the store ignores If-None-Match and overwrote the probe object: wal-push falls back to "+
+		"checking for an object before each write and reading it back after, which two writers at the same time can still race; "+
+		"use a store that honours conditional writes (If-None-Match)")
+	return nil
+}
+
+// listed proves the store lists what it holds: retention, backup list and
+// restore find objects by listing.
+func listed(ctx context.Context, st storage.Store, key string) error {
+	objs, err := st.List(ctx, key)
+	if err != nil {
+		return err
+	}
+	if len(objs) != 1 || objs[0].Key != key {
+		return fmt.Errorf("listing %s found %d objects, not the probe just written", key, len(objs))
+	}
+	return nil
+}
+
+// missingIsNotFound proves that a read of a missing object answers "not
+// found": PostgreSQL asks for files that do not exist (history files of
+// future timelines) throughout recovery, and anything else stops it. AWS
+// answers 403 instead when the credentials lack s3:ListBucket.
+func missingIsNotFound(ctx context.Context, st storage.Store, key string) error {
+	_, err := st.Stat(ctx, key)
+	if err == nil {
+		return fmt.Errorf("%s exists though it was never written", key)
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("asking for a missing object did not answer \"not found\", so recovery would stop at the first file it probes for: %w", err)
+	}
+	rc, err := st.Get(ctx, key)
+	if err == nil {
+		rc.Close()
+		return fmt.Errorf("%s can be read though it was never written", key)
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("reading a missing object did not answer \"not found\", so recovery would stop at the first file it probes for: %w", err)
+	}
+	return nil
 }
 
 func readBack(ctx context.Context, st storage.Store, key string, want []byte) error {

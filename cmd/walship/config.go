@@ -103,13 +103,15 @@ var commandEnv = map[string]map[string]string{
 		"recovery-window":  "WALSHIP_RETENTION_RECOVERY_WINDOW",
 		"keep":             "WALSHIP_RETENTION_KEEP",
 		"incomplete-grace": "WALSHIP_INCOMPLETE_GRACE",
+		"yes":              "WALSHIP_RETENTION_APPLY",
 	},
 }
 
 // oneOf are flags that are alternatives: when one of them is given on the
 // command line, the environment sets none of them (a --keep given by hand
-// replaces a recovery window set in the environment, not adds to it).
-var oneOf = [][]string{{"recovery-window", "keep"}}
+// replaces a recovery window set in the environment, not adds to it; a
+// --dry-run by hand wins over WALSHIP_RETENTION_APPLY).
+var oneOf = [][]string{{"recovery-window", "keep"}, {"dry-run", "yes"}}
 
 // applyEnv fills every flag of cmd not given on the command line from its
 // environment variable, and names the variable when its value is invalid.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/restore"
 )
 
@@ -63,7 +64,7 @@ in the environment of the server that recovers.`,
 			}
 			o.PGData, o.Log, o.Budget = c.pgdata, c.logger(), c.retryBudget
 			o.Archive = restore.ArchiveMode(archiveMode)
-			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			if progress.ToTerminal(os.Stderr) {
 				o.Progress = progressLine(time.Now())
 				defer fmt.Fprintln(os.Stderr)
 			}

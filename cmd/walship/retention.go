@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -42,10 +41,10 @@ history cannot be read is kept. Backups without a manifest that wrote nothing
 for --incomplete-grace (killed or failed backups) are deleted too; younger
 ones may still be running and are kept, with all WAL stored since they began.
 
-On a terminal, retention only shows what it would delete unless --yes (or
---dry-run=false) is given; without a terminal (cron, scripts) it deletes
-unless --dry-run is given. It prints what is (or would be) deleted and the
-recoverable window that remains.`,
+Retention deletes only when told to: with --yes (or
+WALSHIP_RETENTION_APPLY=true, for cron and schedulers). Without it, it only
+shows what it would delete, wherever its output goes. It prints what is (or
+would be) deleted and the recoverable window that remains.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if window != "" {
@@ -80,6 +79,10 @@ recoverable window that remains.`,
 				}
 			}
 			if asJSON {
+				if dry {
+					// The JSON says so too; a log of the run should as well.
+					fmt.Fprintln(cmd.ErrOrStderr(), "walship:", dryRunNotice)
+				}
 				return printJSON(cmd.OutOrStdout(), retentionResult{DryRun: dry, Plan: plan})
 			}
 			printRetention(cmd.OutOrStdout(), plan, dry)
@@ -90,33 +93,34 @@ recoverable window that remains.`,
 	f.StringVar(&window, "recovery-window", "", "keep what recovery to any point in the last D needs (30d, 4w, 6m = 6×31 days, 12h)")
 	f.IntVar(&p.Keep, "keep", 0, "keep the N newest complete backups")
 	f.DurationVar(&p.IncompleteGrace, "incomplete-grace", scheduler.DefaultIncompleteGrace, "delete backups without a manifest that wrote nothing for this long")
-	f.BoolVar(&dryRun, "dry-run", false, "only show what would be deleted (the default on a terminal)")
-	f.BoolVarP(&yes, "yes", "y", false, "delete, also on a terminal")
+	f.BoolVar(&dryRun, "dry-run", false, "only show what would be deleted (the default without --yes)")
+	f.BoolVarP(&yes, "yes", "y", false, "delete what the policy expires (without it, retention only shows what it would delete)")
 	f.BoolVar(&asJSON, "json", false, "print the plan (and whether it was applied) as JSON")
 	return cmd
 }
 
-// retentionDryRun decides whether to delete: a person at a terminal sees
-// the plan first; scripts and cron delete unless told not to.
+// retentionDryRun decides whether to delete: only when the operator said
+// so. Never by where stdout goes: /dev/null is a character device too, and
+// "is it a terminal" once made cron delete nothing and "| tee" delete.
 func retentionDryRun(cmd *cobra.Command, dryRun, yes bool) (bool, error) {
-	changed := cmd.Flags().Changed("dry-run")
+	explicitDry := cmd.Flags().Changed("dry-run")
 	switch {
-	case yes && changed && dryRun:
+	case yes && explicitDry && dryRun:
 		return false, errors.New("--yes and --dry-run contradict each other: give one")
-	case yes:
-		return false, nil
-	case changed:
-		return dryRun, nil
+	case explicitDry && !dryRun && !yes:
+		return false, errors.New("--dry-run=false does not delete: give --yes (or set WALSHIP_RETENTION_APPLY=true) to delete")
 	}
-	fi, err := os.Stdout.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0, nil
+	return !yes, nil
 }
+
+// dryRunNotice heads the output of a dry run.
+const dryRunNotice = "dry run: nothing deleted; add --yes to delete"
 
 func printRetention(out io.Writer, plan *scheduler.Plan, dry bool) {
 	verb := "deleted"
 	if dry {
 		verb = "would delete"
-		fmt.Fprintln(out, "dry run: nothing is deleted (give --yes to delete)")
+		fmt.Fprintln(out, dryRunNotice)
 	}
 	fmt.Fprintf(out, "policy: %s", plan.Policy)
 	if plan.Cutoff != nil {

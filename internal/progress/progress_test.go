@@ -1,6 +1,9 @@
 package progress
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 func TestEveryEndsWithFinalCount(t *testing.T) {
 	var last [2]int64
@@ -9,5 +12,17 @@ func TestEveryEndsWithFinalCount(t *testing.T) {
 	stop()
 	if calls == 0 || last != [2]int64{42, 100} {
 		t.Errorf("progress: %d calls, last %v", calls, last)
+	}
+}
+
+// /dev/null is a character device but no terminal: no progress line there.
+func TestDevNullIsNoTerminal(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if ToTerminal(null) {
+		t.Error("/dev/null taken for a terminal")
 	}
 }

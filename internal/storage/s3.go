@@ -215,11 +215,40 @@ func (s *s3Store) mapErr(op, key string, err error) error {
 		return permanent(err, "S3 bucket %q is not reachable in region %q: set AWS_REGION to the bucket's region", s.bucket, s.client.Options().Region)
 	case code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" ||
 		(status == http.StatusForbidden && code != "RequestTimeTooSkewed"):
-		return permanent(err, "access to S3 bucket %q denied (%s %s): the credentials are wrong or lack permission for this bucket", s.bucket, op, s.url(key))
+		return permanent(err, "access to S3 bucket %q denied (%s %s): %s", s.bucket, op, s.url(key), s.deniedAdvice(op, code))
 	case code == "NoSuchKey" || code == "NotFound" || status == http.StatusNotFound:
 		return fmt.Errorf("%s %s: %w", op, s.url(key), ErrNotFound)
 	}
 	return fmt.Errorf("%s %s: %w", op, s.url(key), err)
+}
+
+// deniedAdvice says what to fix after a 403, by what was refused. A 403 is
+// never taken for "not found", even where it may mean just that: AWS answers
+// a read of a missing object with 403 instead of 404 when the credentials
+// may not list the bucket, and then every probe PostgreSQL makes for a file
+// that does not exist (history files of future timelines) stops recovery
+// until s3:ListBucket is granted.
+func (s *s3Store) deniedAdvice(op, code string) string {
+	const wrong = "the credentials are wrong or lack permission for this bucket"
+	if code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" {
+		return wrong
+	}
+	bucketARN := "arn:aws:s3:::" + s.bucket
+	objectsARN := bucketARN + "/" + s.prefix + "*"
+	switch op {
+	case "get", "stat":
+		return fmt.Sprintf("%s: reading needs s3:GetObject on %s, and if the object may be missing, s3:ListBucket on %s: "+
+			"without it S3 answers 403 instead of 404 for a missing object", wrong, objectsARN, bucketARN)
+	case "list":
+		return fmt.Sprintf("%s: listing needs s3:ListBucket on %s", wrong, bucketARN)
+	case "put":
+		return fmt.Sprintf("%s: writing needs s3:PutObject on %s", wrong, objectsARN)
+	case "put (confirming)":
+		return fmt.Sprintf("%s: confirming a write needs s3:GetObject on %s", wrong, objectsARN)
+	case "delete":
+		return fmt.Sprintf("%s: deleting needs s3:DeleteObject on %s", wrong, objectsARN)
+	}
+	return wrong
 }
 
 func (s *s3Store) Put(ctx context.Context, key string, body []byte, opts PutOptions) error {
