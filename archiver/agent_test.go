@@ -64,8 +64,18 @@ func TestAgentShipsReadyFilesAndAnswersWalPush(t *testing.T) {
 		t.Fatalf("bad file through agent: %v", err)
 	}
 	// A wal-push configured for another repository is told so.
-	if err := agentsock.Ask(r.walDir, "file:///elsewhere", names[0], 5*time.Second); err == nil || !strings.Contains(err.Error(), "configured for file:///elsewhere") {
+	if err := agentsock.Ask(r.walDir, "file:///elsewhere", names[0], 5*time.Second); err == nil || !strings.Contains(err.Error(), "wal-push for file:///elsewhere") {
 		t.Fatalf("repo mismatch: %v", err)
+	}
+	// So is one that would encrypt, or authenticate, when the agent does
+	// not: the agent must not store plainly what wal-push would encrypt.
+	for _, target := range []string{
+		agentsock.Target(r.repo, "", "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq", "", ""),
+		agentsock.Target(r.repo, "", "", "", "/etc/walship/repo.key"),
+	} {
+		if err := agentsock.Ask(r.walDir, target, names[0], 5*time.Second); err == nil || !strings.Contains(err.Error(), "settings differ") {
+			t.Fatalf("an agent without encryption answered a wal-push with it: %v", err)
+		}
 	}
 	// A second agent on the same pg_wal refuses to start.
 	b := &Agent{Shipper: r.shipper(1), Repo: r.repo}

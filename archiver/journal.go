@@ -135,3 +135,31 @@ func fileChecksum(path string) (string, error) {
 	}
 	return codec.ChecksumOf(h), nil
 }
+
+// conditionalWritesFile records, per repository instance, whether the store
+// was shown to refuse a second conditional write (storage.ProveConditionalPut):
+// proven once, trusted by every later push to the same repository.
+const conditionalWritesFile = ".conditional-writes"
+
+// ConditionalWrites returns what was recorded of the store: proven, and
+// whether anything was recorded at all.
+func (j *Journal) ConditionalWrites() (proven, known bool) {
+	b, err := os.ReadFile(filepath.Join(j.dir, conditionalWritesFile))
+	if err != nil {
+		return false, false
+	}
+	return string(b) == "proven", true
+}
+
+// RecordConditionalWrites notes what ProveConditionalPut found.
+func (j *Journal) RecordConditionalWrites(proven bool) error {
+	v := "ignored"
+	if proven {
+		v = "proven"
+	}
+	tmp := filepath.Join(j.dir, "."+conditionalWritesFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(v), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(j.dir, conditionalWritesFile))
+}

@@ -54,6 +54,9 @@ type Shipper struct {
 	idRead  time.Time
 	journal *Journal
 	encoder *codec.Encoder // Encoder, with the MAC key of id's repository
+	// conditional: the store was shown to refuse a second conditional
+	// write; otherwise puts check before and read back after (storage.PutNew).
+	conditional bool
 }
 
 // identityTTL is how long a long-running shipper (the agent) trusts the
@@ -110,7 +113,7 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 	if after, err := Snapshot(path); err != nil || after != before {
 		return fmt.Errorf("%s changed while it was being archived; nothing was stored", path)
 	}
-	err = s.Store.Put(ctx, key, obj, storage.PutOptions{IfNotExists: true})
+	err = storage.PutNew(ctx, s.Store, key, obj, s.conditionalProven())
 	if err == nil {
 		// Only after a clean put: a cancelled HTTP request may still read
 		// its body for a moment after it returned.
@@ -353,10 +356,40 @@ func (s *Shipper) setIdentity(id catalog.Identity) error {
 			return fmt.Errorf("opening the push journal in %s: %w", s.WALDir, err)
 		}
 		s.journal = j
+		s.conditional = s.proveConditionalWrites(j)
 	}
 	s.encoder = id.Encoder(s.Encoder, s.protection())
 	s.id, s.idRead = &id, time.Now()
 	return nil
+}
+
+// proveConditionalWrites tells whether the store refuses a second
+// conditional write, from the journal's record or, once per repository, by
+// asking it. Until proven, pushes use the slower check-write-read-back.
+func (s *Shipper) proveConditionalWrites(j *Journal) bool {
+	if proven, known := j.ConditionalWrites(); known {
+		return proven
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	proven, err := storage.ProveConditionalPut(ctx, s.Store)
+	if err != nil {
+		s.Log.Warn("could not prove that the store refuses overwrites; checking before and after each upload", "err", err)
+		return false
+	}
+	if !proven {
+		s.Log.Warn("the store ignores conditional writes (If-None-Match): each upload is checked before and read back after, which two servers archiving at once can still race; use a store that honours them")
+	}
+	if err := j.RecordConditionalWrites(proven); err != nil {
+		s.Log.Warn("could not record the store's conditional writes", "err", err)
+	}
+	return proven
+}
+
+func (s *Shipper) conditionalProven() bool {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	return s.conditional
 }
 
 // currentEncoder is the encoder for the repository last confirmed: with its

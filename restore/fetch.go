@@ -83,7 +83,7 @@ func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error
 			}
 			return fmt.Errorf("%s: %w", name, ErrNotInArchive)
 		case errors.Is(err, codec.ErrCorrupt):
-			return fmt.Errorf("%s in %s (%s) is damaged and cannot be used: %w. Restore it from another copy of the repository, or choose a recovery target before it",
+			return fmt.Errorf("%s in %s (%s) is damaged or was altered, and cannot be used: %w. Restore it from another copy of the repository, or choose a recovery target before it",
 				name, f.Store, key, err)
 		case !errors.As(err, &midStream) || ctx.Err() != nil:
 			return err

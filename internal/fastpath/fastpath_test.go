@@ -77,13 +77,19 @@ func TestPushAsksTheAgentOnlyWhenConfiguredByEnvironment(t *testing.T) {
 		t.Fatal("answered with an invalid WALSHIP_AGENT_TIMEOUT (the full command must report it)")
 	}
 	t.Setenv("WALSHIP_AGENT_TIMEOUT", "")
+	// The settings that decide how objects are protected travel with the
+	// request, so an agent configured otherwise refuses.
+	t.Setenv("WALSHIP_S3_ENDPOINT", "http://127.0.0.1:9000")
+	t.Setenv("WALSHIP_ENCRYPTION_KEY_FILE", "/etc/walship/age.key")
+	t.Setenv("WALSHIP_REPO_KEY_FILE", "/etc/walship/repo.key")
 	if answered, _ := Push(filepath.Join(walDir, "000000010000000000000004")); answered {
 		t.Fatal("answered for a file that does not exist")
 	}
 	if answered, err := Push(path); !answered || err != nil {
 		t.Fatalf("agent's OK: answered %v, %v", answered, err)
 	}
-	if got := <-asked; got != agentsock.Request("000000010000000000000003", "file:///repo") {
+	want := agentsock.Target("file:///repo", "http://127.0.0.1:9000", "", "/etc/walship/age.key", "/etc/walship/repo.key")
+	if got := <-asked; got != agentsock.Request("000000010000000000000003", want) || want == agentsock.Target("file:///repo", "", "", "", "") {
 		t.Fatalf("agent was asked %q", got)
 	}
 	if len(asked) != 0 {
