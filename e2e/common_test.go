@@ -9,6 +9,8 @@ import (
 	"errors"
 	"io"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/walship/walship/e2e/harness"
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/spool"
 )
 
 // result is what one walship invocation did.
@@ -127,4 +130,19 @@ func encodeManifest(t *testing.T, m *catalog.Manifest) []byte {
 		t.Fatal(err)
 	}
 	return obj
+}
+
+// spoolDir is the prefetch spool of wal-fetch in dataDir for the repository
+// env names.
+func spoolDir(dataDir string, env []string) string {
+	var repo, endpoint string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "WALSHIP_REPO="); ok {
+			repo = v
+		}
+		if v, ok := strings.CutPrefix(kv, "WALSHIP_S3_ENDPOINT="); ok {
+			endpoint = v
+		}
+	}
+	return string(spool.For(filepath.Join(dataDir, "pg_wal", "RECOVERYXLOG"), spool.Location(repo, endpoint)))
 }

@@ -89,7 +89,7 @@ func TestRecoverFromArchive(t *testing.T) {
 		}
 	}
 	// The prefetcher ran: its spool and its lock exist.
-	spool := filepath.Join(restored.DataDir, "pg_wal", "walship", "prefetch")
+	spool := spoolDir(restored.DataDir, env)
 	for _, p := range []string{spool, filepath.Join(spool, ".lock")} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("prefetch did not run: %v", err)
@@ -331,7 +331,7 @@ func archCheckPrefetchOrder(t *testing.T, m *harness.MinIO, env []string, srv *h
 	if got, wantBytes := archReadFile(t, filepath.Join(scratch, "pg_wal", "RECOVERYXLOG")), archReadWal(t, srv, from.Name()); !bytes.Equal(got, wantBytes) {
 		t.Fatalf("wal-fetch %s wrote bytes that differ from pg_wal", from.Name())
 	}
-	spool := filepath.Join(scratch, "pg_wal", "walship", "prefetch")
+	spool := spoolDir(scratch, env)
 	spooled := func() []string {
 		ents, _ := os.ReadDir(spool)
 		var names []string

@@ -44,6 +44,9 @@ type Fetcher struct {
 	// Identity, when set, is the repository's identity record as the
 	// caller already read it: no second read to confirm the repository.
 	Identity *catalog.Identity
+	// Spool is where segments are prefetched for this repository
+	// (spool.For); empty: no spool.
+	Spool spool.Spool
 
 	confirmed bool // the repository's identity was read and matched
 }
@@ -55,7 +58,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 	if err != nil {
 		return err
 	}
-	if spool.For(dest).Take(ctx, name, dest) {
+	if f.Spool != "" && f.Spool.Take(ctx, name, dest) {
 		return nil
 	}
 	return f.fetchObject(ctx, key, name, dest)
@@ -164,10 +167,10 @@ func maxWALFileSize(name string) int64 {
 // fetch retries and reports it), or when recovery has not moved for a while.
 // One prefetcher per spool runs at a time; another call returns at once.
 func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel int) error {
-	if pg.KindOf(name) != pg.KindSegment || n <= 0 {
+	if pg.KindOf(name) != pg.KindSegment || n <= 0 || f.Spool == "" {
 		return nil
 	}
-	sp := spool.For(dest)
+	sp := f.Spool
 	if err := os.MkdirAll(string(sp), 0o700); err != nil {
 		return err
 	}
@@ -181,12 +184,21 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 	}
 	sp.MarkBoot()
 
+	id := f.Identity
+	if id == nil {
+		loaded, err := catalog.LoadIdentity(ctx, f.Store)
+		if err != nil {
+			return nil // the foreground fetch reports what is wrong
+		}
+		id = &loaded
+	}
 	segSize := uint32(16 << 20)
-	if f.Identity != nil && f.Identity.WALSegmentSize != 0 {
-		segSize = f.Identity.WALSegmentSize
-	} else if id, err := catalog.LoadIdentity(ctx, f.Store); err == nil && id.WALSegmentSize != 0 {
+	if id.WALSegmentSize != 0 {
 		segSize = id.WALSegmentSize
 	}
+	// Segments spooled from a repository since emptied or recreated at the
+	// same location are not handed out.
+	sp.Claim(id.ID())
 	type result struct {
 		name string
 		err  error
@@ -216,7 +228,7 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 				os.WriteFile(sp.Inflight(next), nil, 0o600)
 				go func() {
 					key, _ := catalog.WALKey(next)
-					done <- result{next, f.fetchOnce(ctx, key, next, sp.Path(next), false)}
+					done <- result{next, f.fetchOnce(ctx, key, next, sp.Path(next), spool.MustSync())}
 				}()
 			}
 		}

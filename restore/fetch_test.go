@@ -158,17 +158,18 @@ func TestInterruptedDownloadIsRetried(t *testing.T) {
 // may be torn: they are never handed to PostgreSQL.
 func TestSpoolFromAnotherBootIsDiscarded(t *testing.T) {
 	st, dest, _ := setup(t, 3)
-	f := &Fetcher{Store: st, Decoder: &codec.Decoder{}}
+	sp := spool.For(dest, "file:///test at ")
+	f := &Fetcher{Store: st, Decoder: &codec.Decoder{}, Spool: sp}
 	first := pg.Segment{Timeline: 1, Seg: 1}.Name()
 	if err := f.Prefetch(context.Background(), first, dest, 8, 4); err != nil {
 		t.Fatal(err)
 	}
 	second := pg.Segment{Timeline: 1, Seg: 2}.Name()
-	os.WriteFile(filepath.Join(string(spool.For(dest)), ".boot"), []byte("another-boot"), 0o600)
-	if spool.For(dest).Take(context.Background(), second, dest) {
+	os.WriteFile(filepath.Join(string(sp), ".boot"), []byte("another-boot"), 0o600)
+	if sp.Take(context.Background(), second, dest) {
 		t.Fatal("a file spooled before a restart was used")
 	}
-	if _, err := os.Stat(spool.For(dest).Path(second)); !os.IsNotExist(err) {
+	if _, err := os.Stat(sp.Path(second)); !os.IsNotExist(err) {
 		t.Fatal("the stale spool was not cleared")
 	}
 	// The store still serves it.

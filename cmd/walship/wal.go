@@ -103,7 +103,7 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string, 
 	}
 	// The common case during recovery: the prefetcher already has the file.
 	// Answer before loading any store configuration.
-	sp := spool.For(dest)
+	sp := spool.For(dest, spool.Location(c.repo, c.s3.Endpoint))
 	if prefetchFor == "" && sp.Take(cmd.Context(), name, dest) {
 		if c.prefetch > 0 && !sp.PrefetcherAlive() {
 			startPrefetcher(name, dest)
@@ -114,7 +114,8 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string, 
 	if err != nil {
 		return err
 	}
-	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger(), SystemID: systemID, Identity: id}
+	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger(), SystemID: systemID, Identity: id,
+		Spool: sp}
 	if prefetchFor != "" {
 		// Depth and parallelism differ: a few downloads at once saturate the
 		// link, and each one holds buffers.

@@ -57,7 +57,7 @@ func init() {
 // reports whether it did. Without a live prefetcher it does nothing: the
 // full command would start one.
 func Fetch(name, dest string) bool {
-	sp := spool.For(dest)
+	sp := spool.For(dest, spool.Location(os.Getenv("WALSHIP_REPO"), os.Getenv("WALSHIP_S3_ENDPOINT")))
 	if !spool.IsSegment(name) || !sp.PrefetcherAlive() {
 		return false
 	}

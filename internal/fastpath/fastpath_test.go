@@ -15,7 +15,9 @@ func TestFetchOnlyFromALivePrefetchersSpool(t *testing.T) {
 	walDir := t.TempDir()
 	dest := filepath.Join(walDir, "RECOVERYXLOG")
 	name := "000000010000000000000007"
-	sp := spool.For(dest)
+	t.Setenv("WALSHIP_REPO", "s3://bucket/db")
+	t.Setenv("WALSHIP_S3_ENDPOINT", "http://127.0.0.1:9000")
+	sp := spool.For(dest, spool.Location("s3://bucket/db", "http://127.0.0.1:9000"))
 	os.MkdirAll(string(sp), 0o700)
 	sp.MarkBoot()
 	os.WriteFile(sp.Path(name), []byte("wal"), 0o600)

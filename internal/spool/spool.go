@@ -17,10 +17,31 @@ import (
 // Spool is the directory of a spool.
 type Spool string
 
-// For returns the spool that serves restore destination dest: beside it in
-// pg_wal, so taking a file is a rename.
-func For(dest string) Spool {
-	return Spool(Dir(dest) + "/walship/prefetch")
+// For returns the spool that serves restore destination dest from the
+// repository at location (see Location): beside dest in pg_wal, so taking a
+// file is a rename, and one per repository, so that segments fetched from
+// one are never handed out for another.
+func For(dest, location string) Spool {
+	return Spool(Dir(dest) + "/walship/prefetch-" + hash(location))
+}
+
+// Location names a repository for For: its URL and its S3 endpoint (the
+// same bucket on two endpoints is two repositories).
+func Location(repo, endpoint string) string { return repo + " at " + endpoint }
+
+// hash is a short FNV-1a of s in hex (no hash package: see the package comment).
+func hash(s string) string {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	const digits = "0123456789abcdef"
+	var out [16]byte
+	for i := range out {
+		out[15-i] = digits[h&15]
+		h >>= 4
+	}
+	return string(out[:])
 }
 
 // Path is where the spooled copy of name (or a marker file) lives.
@@ -122,17 +143,28 @@ func (s Spool) PrefetcherAlive() bool {
 	return false
 }
 
-// bootID identifies the running kernel instance; it changes at every boot.
+// bootIDFile changes at every boot; a variable for tests.
+var bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// bootID identifies the running kernel instance, or is "" when it cannot be
+// read (no /proc): then a boot cannot be told from the next.
 func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return "unknown"
+	b, err := os.ReadFile(bootIDFile)
+	if err != nil || len(b) == 0 {
+		return ""
 	}
 	return string(b)
 }
 
+// synced marks a spool whose files were all fsynced: it survives a restart.
+const synced = "synced"
+
+// MustSync reports whether spooled files must be fsynced: when the boot
+// cannot be told, a file torn by a crash would otherwise look current.
+func MustSync() bool { return bootID() == "" }
+
 // SameBoot reports whether the spool was filled since the machine last
-// started (an empty spool counts as current).
+// started, or with every file synced (an empty spool counts as current).
 func (s Spool) SameBoot() bool {
 	b, err := os.ReadFile(s.Path(".boot"))
 	if os.IsNotExist(err) {
@@ -144,11 +176,33 @@ func (s Spool) SameBoot() bool {
 		}
 		return true
 	}
-	return err == nil && string(b) == bootID()
+	if err != nil {
+		return false
+	}
+	id := bootID()
+	return string(b) == synced || (id != "" && string(b) == id)
 }
 
-// MarkBoot records that the spool is being filled during this boot.
-func (s Spool) MarkBoot() { os.WriteFile(s.Path(".boot"), []byte(bootID()), 0o600) }
+// MarkBoot records that the spool is being filled during this boot, or with
+// synced files when the boot cannot be told (see MustSync).
+func (s Spool) MarkBoot() {
+	mark := bootID()
+	if mark == "" {
+		mark = synced
+	}
+	os.WriteFile(s.Path(".boot"), []byte(mark), 0o600)
+}
+
+// Claim records the repository instance (its identifier) the prefetcher
+// fills the spool from, and clears what another one left. Called by the
+// prefetcher, after MarkBoot.
+func (s Spool) Claim(repositoryID string) {
+	if b, err := os.ReadFile(s.Path(".repository")); err == nil && string(b) != repositoryID {
+		s.Clear()
+		s.MarkBoot()
+	}
+	os.WriteFile(s.Path(".repository"), []byte(repositoryID), 0o600)
+}
 
 // Clear removes every spooled segment and marker except the lock and the
 // last request.

@@ -35,9 +35,9 @@ func TestDirAndBaseAgreeWithFilepath(t *testing.T) {
 func TestTakeWaitsForInflightDownload(t *testing.T) {
 	walDir := t.TempDir()
 	dest := filepath.Join(walDir, "RECOVERYXLOG")
-	sp := For(dest)
-	if string(sp) != filepath.Join(walDir, "walship", "prefetch") {
-		t.Fatalf("spool %s", sp)
+	sp := For(dest, Location("s3://bucket/db", "http://127.0.0.1:9000"))
+	if filepath.Dir(string(sp)) != filepath.Join(walDir, "walship") || sp == For(dest, Location("s3://bucket/db", "http://127.0.0.1:9001")) {
+		t.Fatalf("spool %s is not one of pg_wal/walship per repository", sp)
 	}
 	os.MkdirAll(string(sp), 0o700)
 	sp.MarkBoot() // as a prefetcher does before it downloads
@@ -76,7 +76,7 @@ func TestTakeWaitsForInflightDownload(t *testing.T) {
 }
 
 func TestDropOlderKeepsCurrentAndLater(t *testing.T) {
-	sp := For(filepath.Join(t.TempDir(), "x"))
+	sp := For(filepath.Join(t.TempDir(), "x"), "file:///r at ")
 	os.MkdirAll(string(sp), 0o700)
 	names := []string{"000000010000000000000003", "000000010000000000000004", "000000020000000000000005"}
 	for _, n := range names {
@@ -88,5 +88,49 @@ func TestDropOlderKeepsCurrentAndLater(t *testing.T) {
 		if kept := err == nil; kept != (i > 0) {
 			t.Errorf("%s kept = %v", n, kept)
 		}
+	}
+}
+
+// Without a boot identifier (no /proc) a restart cannot be told: spooled
+// files must then be synced, and a spool marked by an earlier version with
+// the old constant "unknown" is not trusted.
+func TestSpoolWithoutBootID(t *testing.T) {
+	defer func(f string) { bootIDFile = f }(bootIDFile)
+	bootIDFile = filepath.Join(t.TempDir(), "no-such-file")
+	sp := For(filepath.Join(t.TempDir(), "RECOVERYXLOG"), "file:///r at ")
+	os.MkdirAll(string(sp), 0o700)
+	os.WriteFile(sp.Path("000000010000000000000001"), []byte("wal"), 0o600)
+	os.WriteFile(sp.Path(".boot"), []byte("unknown"), 0o600)
+	if sp.SameBoot() {
+		t.Fatal("a spool filled at an unknown boot was trusted")
+	}
+	if !MustSync() {
+		t.Fatal("without a boot identifier spooled files must be synced")
+	}
+	sp.MarkBoot()
+	if !sp.SameBoot() {
+		t.Fatal("a spool of synced files was not trusted")
+	}
+}
+
+// Segments spooled from a repository since recreated at the same location
+// (another identifier) are dropped by the next prefetcher; the spool stays
+// usable.
+func TestClaimClearsAnotherRepositorysSegments(t *testing.T) {
+	sp := For(filepath.Join(t.TempDir(), "RECOVERYXLOG"), "file:///r at ")
+	os.MkdirAll(string(sp), 0o700)
+	sp.MarkBoot()
+	sp.Claim("one")
+	os.WriteFile(sp.Path("000000010000000000000001"), []byte("wal"), 0o600)
+	sp.Claim("one")
+	if _, err := os.Stat(sp.Path("000000010000000000000001")); err != nil {
+		t.Fatal("the same repository's segment was dropped")
+	}
+	sp.Claim("two")
+	if _, err := os.Stat(sp.Path("000000010000000000000001")); !os.IsNotExist(err) {
+		t.Fatal("a segment of the old repository was kept")
+	}
+	if !sp.SameBoot() {
+		t.Fatal("the cleared spool is no longer usable")
 	}
 }
