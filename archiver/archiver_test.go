@@ -353,3 +353,46 @@ func TestRecreatedRepositoryGetsEverySegmentAgain(t *testing.T) {
 		t.Fatalf("the agent answered from the journal of the old repository: %v", err)
 	}
 }
+
+// In an authenticated repository, an object planted under a segment's name
+// with the same checksum in its header is not "the same file": a re-push
+// finds it unauthenticated and refuses, instead of acknowledging bytes no
+// writer with the key stored.
+func TestRepushInAuthenticatedRepositoryChecksTheStoredMAC(t *testing.T) {
+	r := newRig(t)
+	name := "000000010000000000000004"
+	data := r.segment(name, 7, 1)
+	keyed := func() *Shipper {
+		s := r.shipper(1)
+		s.RepoKey = bytes.Repeat([]byte{9}, 32)
+		return s
+	}
+	if err := keyed().Push(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	r.freshJournal()
+	if err := keyed().Push(context.Background(), name); err != nil {
+		t.Fatalf("identical re-push: %v", err)
+	}
+	var planted bytes.Buffer
+	h := codec.Header{Name: name, Size: int64(len(data)), Checksum: checksumOf(data)}
+	if err := (&codec.Encoder{}).Encode(&planted, h, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := catalog.WALKey(name)
+	r.store.Delete(context.Background(), key)
+	if err := r.store.Put(context.Background(), key, planted.Bytes(), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.freshJournal()
+	err := keyed().Push(context.Background(), name)
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "authentication") {
+		t.Fatalf("re-push over a planted object: %v", err)
+	}
+}
+
+func checksumOf(b []byte) string {
+	h := codec.NewChecksum()
+	h.Write(b)
+	return codec.ChecksumOf(h)
+}

@@ -143,7 +143,19 @@ func (s *Shipper) compareExisting(ctx context.Context, key, name, path string, h
 		return fmt.Errorf("%s is already archived but could not be read to compare: %w", name, err)
 	}
 	defer rc.Close()
-	old, err := codec.ReadHeader(rc)
+	var src io.Reader = rc
+	if macKey := s.currentEncoder().MACKey; macKey != nil {
+		// Only an object this repository's writers made counts as the same.
+		obj, err := io.ReadAll(io.LimitReader(rc, maxStoredObject))
+		if err != nil {
+			return fmt.Errorf("%s is already archived but could not be read to compare: %w", name, err)
+		}
+		if err := codec.VerifyObject(obj, macKey); err != nil {
+			return fmt.Errorf("%w: %s is already archived, but %v; it was not overwritten: inspect %s in %s", ErrConflict, name, err, key, s.Store)
+		}
+		src = bytes.NewReader(obj)
+	}
+	old, err := codec.ReadHeader(src)
 	if err != nil {
 		return fmt.Errorf("%s is already archived but the stored object is unreadable (%v); it was not overwritten: inspect %s in %s", name, err, key, s.Store)
 	}
@@ -169,6 +181,10 @@ func short(sum string) string {
 	}
 	return sum
 }
+
+// maxStoredObject bounds what is read of an object already stored under a
+// WAL file's name: PostgreSQL's largest segment, encoded, with room to spare.
+const maxStoredObject = 2 << 30
 
 var (
 	historyLineRe = regexp.MustCompile(`^\d+\s+[0-9A-Fa-f]+/[0-9A-Fa-f]+(\s.*)?$`)

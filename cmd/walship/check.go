@@ -35,7 +35,7 @@ func checkCmd(c *config) *cobra.Command {
 			warn := func(name, detail string) { fmt.Fprintf(out, "WARN  %-11s %s\n", name, detail) }
 			ctx := cmd.Context()
 			_, err := c.encoder()
-			if err := step("settings", err, fmt.Sprintf("compression %s, encryption %s", c.compression, onOff(c.recipients != "" || c.keyFile != ""))); err != nil {
+			if err := step("settings", err, fmt.Sprintf("compression %s, encryption %s, repository key %s", c.compression, onOff(c.recipients != "" || c.keyFile != ""), onOff(c.repoKeyFile != ""))); err != nil {
 				return err
 			}
 			st, err := c.openStore(ctx)
@@ -61,10 +61,17 @@ func checkCmd(c *config) *cobra.Command {
 			if err := step("delete", err, "probe removed"); err != nil {
 				return err
 			}
+			p, _, err := c.protection()
+			if err != nil {
+				return step("identity", err, "")
+			}
 			id, err := catalog.LoadIdentity(ctx, st)
-			detail := fmt.Sprintf("database system %d, wal_segment_size %d", id.SystemID, id.WALSegmentSize)
-			if errors.Is(err, storage.ErrNotFound) {
+			detail := fmt.Sprintf("database system %d, wal_segment_size %d, %s", id.SystemID, id.WALSegmentSize, protectionText(id))
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
 				err, detail = nil, "new repository: the first wal-push will claim it"
+			case err == nil:
+				err = id.CheckWriter(p)
 			}
 			if err := step("identity", err, detail); err != nil {
 				return err
@@ -173,4 +180,13 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// protectionText says how a repository protects its objects.
+func protectionText(id catalog.Identity) string {
+	enc := map[string]string{catalog.EncryptionAge: "encrypted (age)", catalog.EncryptionNone: "not encrypted", "": "encryption not recorded (created before December 2026)"}[id.Encryption]
+	if id.Authentication == catalog.AuthenticationHMAC {
+		return enc + ", authenticated with the repository key"
+	}
+	return enc + ", not authenticated"
 }

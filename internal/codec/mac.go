@@ -127,3 +127,25 @@ func (t *trailerReader) drain(limit int64) (bool, error) {
 	}
 	return false, err
 }
+
+// VerifyObject checks that a whole stored object carries a valid MAC under
+// key, without decoding it: what a writer that cannot decrypt (it holds only
+// public keys) needs to trust an object it finds already stored.
+func VerifyObject(obj, key []byte) error {
+	if err := checkMACKey(key); err != nil {
+		return err
+	}
+	h, err := ReadHeader(bytes.NewReader(obj))
+	if err != nil {
+		return err
+	}
+	if h.MAC != macHMACSHA256 || len(obj) < macSize {
+		return fmt.Errorf("%w: %s carries no authentication: it was written without the repository key", ErrTampered, h.Name)
+	}
+	m := newObjectMAC(key)
+	m.Write(obj[:len(obj)-macSize])
+	if !hmac.Equal(m.Sum(nil), obj[len(obj)-macSize:]) {
+		return fmt.Errorf("%w: %s does not carry this repository's authentication: it was altered, or written without the repository key", ErrTampered, h.Name)
+	}
+	return nil
+}
