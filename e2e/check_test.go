@@ -34,7 +34,11 @@ func TestCheckNoListBucket(t *testing.T) {
 		t.Errorf("check left objects behind: %v", keys)
 	}
 
-	// MinIO answers 404 to signed requests whatever the policy: missing is missing.
+	// A repository (walship.json) that lacks the file: MinIO answers 404 to
+	// signed requests whatever the policy, so missing is missing.
+	w := cliFixtures(t)
+	dir = cliDataDir(t, w.controlA)
+	cliExpect(t, cliRun(t, dir, rootEnv, "wal-push", cliPlace(t, dir, w.segA[0].name, w.segA[0].data)), 0)
 	r = cliRun(t, dir, env, "wal-fetch", "000000010000000000000009", "pg_wal/RECOVERYXLOG")
 	cliExpect(t, r, 1)
 

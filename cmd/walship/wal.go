@@ -112,7 +112,7 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string, 
 	}
 	st, dec, id, err := c.reader(cmd.Context())
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot fetch %s: %w", name, err)
 	}
 	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger(), SystemID: systemID, Identity: id,
 		Spool: sp}
