@@ -13,6 +13,8 @@ import (
 	"errors"
 	"syscall"
 	"time"
+
+	"github.com/walship/walship/internal/shorthash"
 )
 
 // Path is where the agent serving pg_wal directory walDir listens.
@@ -76,23 +78,9 @@ func Ask(walDir, repo, name string, timeout time.Duration) error {
 // Target names a repository together with the settings that decide how its
 // objects are protected (endpoint, encryption recipients and key file,
 // repository key file): the agent serves only wal-push calls configured as
-// it is. The settings are reduced to a hash (FNV-1a, written out here for
-// the reason in Ask), so no path or key appears on the wire.
+// it is. The settings are reduced to a hash, so no path appears on the wire.
 func Target(repo, endpoint, recipients, keyFile, repoKeyFile string) string {
-	h := uint64(14695981039346656037)
-	for _, s := range [...]string{endpoint, recipients, keyFile, repoKeyFile} {
-		for i := 0; i < len(s); i++ {
-			h = (h ^ uint64(s[i])) * 1099511628211
-		}
-		h = (h ^ 0xff) * 1099511628211 // a separator no setting holds
-	}
-	const digits = "0123456789abcdef"
-	var hex [16]byte
-	for i := range hex {
-		hex[15-i] = digits[h&15]
-		h >>= 4
-	}
-	return repo + " settings-" + string(hex[:])
+	return repo + " settings-" + shorthash.Of(endpoint, recipients, keyFile, repoKeyFile)
 }
 
 // Request is the line a client sends.

@@ -12,6 +12,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/walship/walship/internal/shorthash"
 )
 
 // Spool is the directory of a spool.
@@ -22,27 +24,12 @@ type Spool string
 // file is a rename, and one per repository, so that segments fetched from
 // one are never handed out for another.
 func For(dest, location string) Spool {
-	return Spool(Dir(dest) + "/walship/prefetch-" + hash(location))
+	return Spool(Dir(dest) + "/walship/prefetch-" + shorthash.Of(location))
 }
 
 // Location names a repository for For: its URL and its S3 endpoint (the
 // same bucket on two endpoints is two repositories).
 func Location(repo, endpoint string) string { return repo + " at " + endpoint }
-
-// hash is a short FNV-1a of s in hex (no hash package: see the package comment).
-func hash(s string) string {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint64(s[i])) * 1099511628211
-	}
-	const digits = "0123456789abcdef"
-	var out [16]byte
-	for i := range out {
-		out[15-i] = digits[h&15]
-		h >>= 4
-	}
-	return string(out[:])
-}
 
 // Path is where the spooled copy of name (or a marker file) lives.
 func (s Spool) Path(name string) string { return string(s) + "/" + name }
