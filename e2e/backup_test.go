@@ -205,12 +205,7 @@ func TestBackupWaitsForAllItsWAL(t *testing.T) {
 	// pg_backup_stop, and meanwhile finish two segments: the start one and
 	// the next, which is then removed from the bucket.
 	b := startBackup(t, srv.DataDir, env, "--jobs", "1", "--wal-timeout", "5s")
-	b.waitForLog(t, "backup copying")
-	b.cmd.Process.Signal(syscall.SIGSTOP)
-	if q := srv.Psql("SELECT query FROM pg_stat_activity WHERE application_name = 'walship'"); !strings.Contains(q, "pg_backup_start") {
-		b.cmd.Process.Signal(syscall.SIGCONT)
-		t.Fatalf("the backup could not be paused before pg_backup_stop (its last query: %q): make its data directory bigger", q)
-	}
+	b.pauseWhileCopying(t, srv)
 	srv.SwitchWal()
 	middle := srv.SwitchWal()
 	srv.WaitArchived(t, middle, 2*time.Minute)
@@ -295,12 +290,7 @@ func TestBackupOfAStandbyAcrossAPromotion(t *testing.T) {
 	// the upstream standby becomes a primary on timeline 2, and the backed-up
 	// standby follows it.
 	b := startBackup(t, standby.DataDir, append(standby.Env(), env...), "--jobs", "1", "--wal-timeout", "2m", "--json")
-	b.waitForLog(t, "backup copying")
-	b.cmd.Process.Signal(syscall.SIGSTOP)
-	if q := standby.Psql("SELECT query FROM pg_stat_activity WHERE application_name = 'walship'"); !strings.Contains(q, "pg_backup_start") {
-		b.cmd.Process.Signal(syscall.SIGCONT)
-		t.Fatalf("the backup could not be paused before pg_backup_stop (its last query: %q): make its data directory bigger", q)
-	}
+	b.pauseWhileCopying(t, standby)
 	primary.Stop()
 	upstream.ExecAll("SELECT pg_promote()", "INSERT INTO t SELECT g, 'after' FROM generate_series(1, 1000) g", "CHECKPOINT")
 	waitFor("the standby to replay timeline 2", func() bool {
@@ -398,6 +388,18 @@ func startBackup(t *testing.T, dir string, env []string, args ...string) *runnin
 }
 
 // waitForLog waits until the backup's output holds text.
+// pauseWhileCopying stops the backup (SIGSTOP) once it copies files, and
+// checks it was paused after pg_backup_start and before pg_backup_stop.
+func (b *runningBackup) pauseWhileCopying(t *testing.T, srv *harness.Postgres) {
+	t.Helper()
+	b.waitForLog(t, "backup copying")
+	b.cmd.Process.Signal(syscall.SIGSTOP)
+	if q := srv.Psql("SELECT query FROM pg_stat_activity WHERE application_name = 'walship'"); !strings.Contains(q, "pg_backup_start") {
+		b.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("the backup could not be paused before pg_backup_stop (its last query: %q): make its data directory bigger", q)
+	}
+}
+
 func (b *runningBackup) waitForLog(t *testing.T, text string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
