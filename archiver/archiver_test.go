@@ -17,6 +17,7 @@ import (
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
 
 const segSize = 1 << 20
@@ -395,4 +396,55 @@ func checksumOf(b []byte) string {
 	h := codec.NewChecksum()
 	h.Write(b)
 	return codec.ChecksumOf(h)
+}
+
+// On a store that ignores If-None-Match, wal-push finds that out once (and
+// records it), then checks before each upload: a second server's different
+// segment under the same name is refused and the stored one kept, instead
+// of overwriting it silently.
+func TestPushOnAStoreThatIgnoresConditionalWrites(t *testing.T) {
+	r := newRig(t)
+	r.store = &storagetest.Store{Store: r.store, IgnoreIfNotExists: true}
+	name := "000000010000000000000005"
+	r.segment(name, 7, 1)
+	if err := r.shipper(1).Push(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	original, _ := r.stored(name)
+	proven, known := r.shipper(1).journalOf(t).ConditionalWrites()
+	if proven || !known {
+		t.Fatalf("the store's conditional writes: proven %v, known %v; want recorded as ignored", proven, known)
+	}
+	r.freshJournalEntries()
+	r.segment(name, 7, 2)
+	if err := r.shipper(1).Push(context.Background(), name); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a different segment under a stored name: %v", err)
+	}
+	if now, _ := r.stored(name); !bytes.Equal(now, original) {
+		t.Fatal("the stored segment was overwritten")
+	}
+}
+
+// journalOf reads the identity, as a push does, and returns the journal.
+func (s *Shipper) journalOf(t *testing.T) *Journal {
+	t.Helper()
+	j, err := s.currentJournal(context.Background())
+	if err != nil || j == nil {
+		t.Fatalf("journal: %v", err)
+	}
+	return j
+}
+
+// freshJournalEntries forgets every shipment but keeps what the journal
+// learnt of the store.
+func (r *rig) freshJournalEntries() {
+	dirs, _ := filepath.Glob(filepath.Join(r.walDir, "walship", "journal-*"))
+	for _, d := range dirs {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), ".") {
+				os.Remove(filepath.Join(d, e.Name()))
+			}
+		}
+	}
 }
