@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,7 +192,7 @@ func TestLookaheadShipsReadySegmentsAndJournalAnswersLater(t *testing.T) {
 		}
 	}
 	// The journal answers for shipped segments even with the store gone.
-	s.Store = brokenStore{}
+	s.Store = brokenStore()
 	if err := s.PushWithLookahead(context.Background(), names[1]); err != nil {
 		t.Fatalf("journaled segment needed the store: %v", err)
 	}
@@ -221,15 +220,10 @@ func TestLookaheadShipsReadySegmentsAndJournalAnswersLater(t *testing.T) {
 	}
 }
 
-type brokenStore struct{ storage.Store }
-
-func (brokenStore) Put(context.Context, string, []byte, storage.PutOptions) error {
-	return errors.New("store down")
+// brokenStore fails every call with "store down".
+func brokenStore() *storagetest.Store {
+	return &storagetest.Store{Name: "broken://", Rules: []*storagetest.Rule{{Err: errors.New("store down")}}}
 }
-func (brokenStore) Get(context.Context, string) (io.ReadCloser, error) {
-	return nil, errors.New("store down")
-}
-func (brokenStore) String() string { return "broken://" }
 
 // A file shipped to one repository says nothing about another: the journal
 // must not let a push to the second one succeed without storing.

@@ -52,7 +52,7 @@ func TestReadAheadAdvisesEachObjectOnce(t *testing.T) {
 // TestUploadFailureStopsReadAhead: once an upload failed, the kernel is
 // not asked to read the rest of the data directory for nothing.
 func TestUploadFailureStopsReadAhead(t *testing.T) {
-	up := fakeUploader(t, failingPuts{}, 16<<10)
+	up := fakeUploader(t, brokenStore(), 16<<10)
 	if err := up.run(context.Background(), 1); err == nil {
 		t.Fatal("run succeeded with a failing store")
 	}
@@ -68,7 +68,7 @@ func TestUploadFailureStopsReadAhead(t *testing.T) {
 func TestCancelledUploadFails(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	up := fakeUploader(t, failingPuts{}, 64<<10)
+	up := fakeUploader(t, brokenStore(), 64<<10)
 	if err := up.run(ctx, 2); !errors.Is(err, context.Canceled) {
 		t.Errorf("run: %v, want %v", err, context.Canceled)
 	}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
 
 func TestSkipRules(t *testing.T) {
@@ -282,7 +282,7 @@ func TestFillWAL(t *testing.T) {
 // TestUploadFailureStopsWorkers: a failing store ends the run with its
 // error; workers waiting for another's part of a file do not hang.
 func TestUploadFailureStopsWorkers(t *testing.T) {
-	up := fakeUploader(t, failingPuts{}, 64<<10)
+	up := fakeUploader(t, brokenStore(), 64<<10)
 	done := make(chan error, 1)
 	go func() { done <- up.run(context.Background(), 4) }()
 	select {
@@ -295,37 +295,6 @@ func TestUploadFailureStopsWorkers(t *testing.T) {
 	}
 }
 
-type failingPuts struct{ brokenStore }
-
-// stalledPuts holds every upload until release is closed (or the upload's
-// context ends), counting how many wait at once.
-type stalledPuts struct {
-	brokenStore
-	release       chan struct{}
-	mu            sync.Mutex
-	waiting, peak int
-}
-
-func (s *stalledPuts) Put(ctx context.Context, _ string, _ []byte, _ storage.PutOptions) error {
-	s.mu.Lock()
-	s.waiting++
-	s.peak = max(s.peak, s.waiting)
-	s.mu.Unlock()
-	defer func() { s.mu.Lock(); s.waiting--; s.mu.Unlock() }()
-	select {
-	case <-s.release:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *stalledPuts) peakWaiting() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.peak
-}
-
 // TestCompressionGoesOnWhileUploadsWait: an object hands its compression
 // slot on once encoded, so slow uploads do not idle the cores, and the
 // uploads waiting at once stay bounded (by encodedObjects); when the
@@ -335,8 +304,9 @@ func TestCompressionGoesOnWhileUploadsWait(t *testing.T) {
 		if encodedObjects(jobs) != want {
 			t.Errorf("jobs %d: %d encoded objects at once, want %d", jobs, encodedObjects(jobs), want)
 		}
-		st := &stalledPuts{release: make(chan struct{})}
-		up := fakeUploader(t, st, 16<<10)
+		// Every upload hangs until the backup is cancelled.
+		stalled := &storagetest.Rule{Op: storagetest.Put, Hang: true}
+		up := fakeUploader(t, storagetest.Wrap(nil, stalled), 16<<10)
 		if len(up.objects) < want+jobs+1 {
 			t.Fatalf("the fake data directory makes %d objects, the test needs %d", len(up.objects), want+jobs+1)
 		}
@@ -344,11 +314,11 @@ func TestCompressionGoesOnWhileUploadsWait(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- up.run(ctx, jobs) }()
 		deadline := time.Now().Add(20 * time.Second)
-		for st.peakWaiting() < want && time.Now().Before(deadline) {
+		for stalled.Peak() < want && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 		time.Sleep(100 * time.Millisecond) // would more uploads start?
-		if p := st.peakWaiting(); p != want {
+		if p := stalled.Peak(); p != want {
 			t.Errorf("jobs %d: %d uploads waited at once, want %d (more than jobs: compression went on; no more: memory stays bounded)", jobs, p, want)
 		}
 		cancel()
@@ -366,33 +336,19 @@ func TestCompressionGoesOnWhileUploadsWait(t *testing.T) {
 // TestSlowUploadsAllComplete: with uploads slower than compression every
 // object is still stored, each exactly once.
 func TestSlowUploadsAllComplete(t *testing.T) {
-	st := &slowPuts{stored: map[string]int{}}
-	up := fakeUploader(t, st, 64<<10)
+	puts := &storagetest.Rule{Op: storagetest.Put, Delay: 5 * time.Millisecond}
+	up := fakeUploader(t, storagetest.Wrap(fileRepo(t), puts), 64<<10)
 	if err := up.run(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
 	for n, o := range up.objects {
-		if st.stored[o.Key] != 1 || o.Key != catalog.DataKey("20261125T130405Z", n) || o.StoredSize == 0 {
-			t.Errorf("object %d: key %q stored %d times, %d bytes", n, o.Key, st.stored[o.Key], o.StoredSize)
+		if puts.Count(o.Key) != 1 || o.Key != catalog.DataKey("20261125T130405Z", n) || o.StoredSize == 0 {
+			t.Errorf("object %d: key %q stored %d times, %d bytes", n, o.Key, puts.Count(o.Key), o.StoredSize)
 		}
 	}
-	if len(st.stored) != len(up.objects) {
-		t.Errorf("%d objects stored, %d planned", len(st.stored), len(up.objects))
+	if stored := len(slices.Compact(slices.Sorted(slices.Values(puts.Keys())))); stored != len(up.objects) {
+		t.Errorf("%d objects stored, %d planned", stored, len(up.objects))
 	}
-}
-
-type slowPuts struct {
-	brokenStore
-	mu     sync.Mutex
-	stored map[string]int
-}
-
-func (s *slowPuts) Put(_ context.Context, key string, _ []byte, _ storage.PutOptions) error {
-	time.Sleep(5 * time.Millisecond)
-	s.mu.Lock()
-	s.stored[key]++
-	s.mu.Unlock()
-	return nil
 }
 
 // Unlogged relations keep only their init fork, in the main data directory

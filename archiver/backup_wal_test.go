@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
 
 const walSegSize = 16 << 20
@@ -192,33 +192,12 @@ func TestWaitForWALAcrossTimelineSwitch(t *testing.T) {
 	}
 }
 
-// countingStore counts the calls the gate makes.
-type countingStore struct {
-	storage.Store
-	mu    sync.Mutex
-	lists []string
-	stats int
-}
-
-func (c *countingStore) ListDir(ctx context.Context, dir string) ([]storage.ObjectInfo, []string, error) {
-	c.mu.Lock()
-	c.lists = append(c.lists, dir)
-	c.mu.Unlock()
-	return c.Store.ListDir(ctx, dir)
-}
-
-func (c *countingStore) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
-	c.mu.Lock()
-	c.stats++
-	c.mu.Unlock()
-	return c.Store.Stat(ctx, key)
-}
-
 // TestWALGateListsOnlyFoldersStillMissing: a check lists each folder
 // holding a missing segment once, and later checks only those still lacking one.
 func TestWALGateListsOnlyFoldersStillMissing(t *testing.T) {
 	fs := fileRepo(t)
-	st := &countingStore{Store: fs}
+	lists, stats := &storagetest.Rule{Op: storagetest.ListDir}, &storagetest.Rule{Op: storagetest.Stat}
+	st := storagetest.Wrap(fs, lists, stats)
 	// Segments 0/FE to 2/01: three folders of wal/, all complete but 1/80.
 	var names []string
 	spans := []segSpan{{tli: 1, first: 0xFE, last: 0x201}}
@@ -234,19 +213,19 @@ func TestWALGateListsOnlyFoldersStillMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"wal/0000000100000000/", "wal/0000000100000001/", "wal/0000000100000002/"}
-	if m.count != 1 || !slices.Equal(st.lists, want) {
-		t.Fatalf("first check: %d missing, listed %v; want 1 missing, listed %v", m.count, st.lists, want)
+	if m.count != 1 || !slices.Equal(lists.Keys(), want) {
+		t.Fatalf("first check: %d missing, listed %v; want 1 missing, listed %v", m.count, lists.Keys(), want)
 	}
-	st.lists = nil
-	if m, _ = g.check(context.Background()); m.count != 1 || !slices.Equal(st.lists, want[1:2]) {
-		t.Fatalf("second check: %d missing, listed %v; want only %v", m.count, st.lists, want[1:2])
+	first := lists.Calls()
+	if m, _ = g.check(context.Background()); m.count != 1 || !slices.Equal(lists.Keys()[first:], want[1:2]) {
+		t.Fatalf("second check: %d missing, listed %v; want only %v", m.count, lists.Keys()[first:], want[1:2])
 	}
 	archive(t, fs, "000000010000000100000080")
 	if m, _ = g.check(context.Background()); m.count != 0 {
 		t.Fatalf("after the segment arrived: %d missing", m.count)
 	}
-	if st.stats != 0 {
-		t.Errorf("the gate made %d Stat calls; it should only list folders", st.stats)
+	if stats.Calls() != 0 {
+		t.Errorf("the gate made %d Stat calls; it should only list folders", stats.Calls())
 	}
 }
 
