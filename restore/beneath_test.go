@@ -3,32 +3,14 @@ package restore
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/walship/walship/internal/codec"
-	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
-
-// plantingStore plants a symbolic link in the data directory when the
-// restore asks for one object, after restore created every entry: as
-// someone with access to the directory could while the restore runs.
-type plantingStore struct {
-	storage.Store
-	key   string
-	plant func()
-}
-
-func (p *plantingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if key == p.key && p.plant != nil {
-		p.plant()
-		p.plant = nil
-	}
-	return p.Store.Get(ctx, key)
-}
 
 // TestRestoreFollowsNoPlantedLink: a link planted midway, in place of a
 // directory or of a file, cannot redirect a write or a chmod outside the
@@ -57,7 +39,11 @@ func TestRestoreFollowsNoPlantedLink(t *testing.T) {
 				os.WriteFile(filepath.Join(outside, f), []byte("precious"), 0o644)
 			}
 			pgdata := filepath.Join(tmp, fmt.Sprintf("data%d%v", i, walk))
-			ps := &plantingStore{Store: st, key: m.Objects[0].Key, plant: func() {
+			// A symbolic link is planted in the data directory when the
+			// restore asks for the first object, after restore created
+			// every entry: as someone with access to the directory could
+			// while the restore runs.
+			ps := storagetest.Wrap(st, &storagetest.Rule{Op: storagetest.Get, Key: m.Objects[0].Key, Times: 1, Before: func(context.Context, string) {
 				p := filepath.Join(pgdata, c.entry)
 				if err := os.Rename(p, p+".moved"); err != nil {
 					t.Error(err)
@@ -65,7 +51,7 @@ func TestRestoreFollowsNoPlantedLink(t *testing.T) {
 				if err := os.Symlink(filepath.Join(outside, c.target), p); err != nil {
 					t.Error(err)
 				}
-			}}
+			}})
 			_, err := Restore(ctx, ps, &codec.Decoder{}, Options{PGData: pgdata, Jobs: 1,
 				Tablespaces: map[uint32]string{16385: filepath.Join(tmp, fmt.Sprintf("ts%d%v", i, walk))}})
 			if err == nil || !strings.Contains(err.Error(), "a symbolic link is in the way") {

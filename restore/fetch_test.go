@@ -16,6 +16,7 @@ import (
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/spool"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
 
 const segSize = 1 << 20
@@ -89,57 +90,27 @@ func TestCorruptObjectFailsLoudly(t *testing.T) {
 	}
 }
 
-// downStore fails every call as a store outage would.
-type downStore struct{ storage.Store }
-
-func (downStore) Get(context.Context, string) (io.ReadCloser, error) {
-	return nil, errors.New("dial tcp 127.0.0.1:9: connection refused")
-}
-func (downStore) String() string { return "s3://down" }
-
 func TestOutageIsNotNotFound(t *testing.T) {
 	_, dest, _ := setup(t, 0)
-	f := &Fetcher{Store: downStore{}, Decoder: &codec.Decoder{}, Budget: 300 * time.Millisecond}
+	// A store that fails every call as an outage would.
+	down := &storagetest.Store{Name: "s3://down", Rules: []*storagetest.Rule{{Err: errors.New("dial tcp 127.0.0.1:9: connection refused")}}}
+	f := &Fetcher{Store: down, Decoder: &codec.Decoder{}, Budget: 300 * time.Millisecond}
 	err := f.Fetch(context.Background(), "000000010000000000000001", dest)
 	if err == nil || errors.Is(err, ErrNotInArchive) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("got %v", err)
 	}
 }
 
-// cutStore cuts the first downloads off half-way, as a dropped connection does.
-type cutStore struct {
-	storage.Store
-	cuts int
-}
-
-type cutReader struct {
-	io.ReadCloser
-	left int
-}
-
-func (c *cutReader) Read(p []byte) (int, error) {
-	if c.left <= 0 {
-		return 0, io.ErrUnexpectedEOF
-	}
-	p = p[:min(len(p), c.left)]
-	n, err := c.ReadCloser.Read(p)
-	c.left -= n
-	return n, err
-}
-
-func (c *cutStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	rc, err := c.Store.Get(ctx, key)
-	if err != nil || c.cuts == 0 {
-		return rc, err
-	}
-	c.cuts--
-	return &cutReader{ReadCloser: rc, left: 2000}, nil
+// cutStore cuts the first cuts downloads (every one when cuts is 0) off
+// half-way, as a dropped connection does.
+func cutStore(st storage.Store, cuts int) storage.Store {
+	return storagetest.Wrap(st, &storagetest.Rule{Op: storagetest.Get, Times: cuts, Body: storagetest.Cut(2000, nil)})
 }
 
 func TestInterruptedDownloadIsRetried(t *testing.T) {
 	st, dest, segs := setup(t, 1)
 	name := pg.Segment{Timeline: 1, Seg: 1}.Name()
-	f := &Fetcher{Store: &cutStore{Store: st, cuts: 2}, Decoder: &codec.Decoder{}}
+	f := &Fetcher{Store: cutStore(st, 2), Decoder: &codec.Decoder{}}
 	if err := f.Fetch(context.Background(), name, dest); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +118,7 @@ func TestInterruptedDownloadIsRetried(t *testing.T) {
 		t.Fatal("bytes differ after retried download")
 	}
 	// Cut every time: fails within the budget, and never as "not found".
-	f = &Fetcher{Store: &cutStore{Store: st, cuts: 1 << 30}, Decoder: &codec.Decoder{}, Budget: 300 * time.Millisecond}
+	f = &Fetcher{Store: cutStore(st, 0), Decoder: &codec.Decoder{}, Budget: 300 * time.Millisecond}
 	err := f.Fetch(context.Background(), name, dest+".2")
 	if err == nil || errors.Is(err, ErrNotInArchive) || errors.Is(err, codec.ErrCorrupt) || !strings.Contains(err.Error(), "interrupted") {
 		t.Fatalf("got %v", err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
 
 // entry is one item of a hand-made backup.
@@ -372,45 +372,11 @@ func TestWindowCheckUsesChosenBackup(t *testing.T) {
 	}
 }
 
-// faultyStore fails reads of one key: Get itself with getErr, or the body
-// after breakAfter bytes (breaks times).
-type faultyStore struct {
-	storage.Store
-	key        string
-	getErr     error
-	breakAfter int
-	breaks     int
-	gets       int
-}
-
-func (f *faultyStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if key != f.key {
-		return f.Store.Get(ctx, key)
-	}
-	f.gets++
-	if f.getErr != nil {
-		return nil, f.getErr
-	}
-	rc, err := f.Store.Get(ctx, key)
-	if err != nil || f.breaks == 0 {
-		return rc, err
-	}
-	f.breaks--
-	return &breakingReader{ReadCloser: rc, left: f.breakAfter}, nil
-}
-
-type breakingReader struct {
-	io.ReadCloser
-	left int
-}
-
-func (b *breakingReader) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, errors.New("connection reset by peer")
-	}
-	n, err := b.ReadCloser.Read(p[:min(len(p), b.left)])
-	b.left -= n
-	return n, err
+// brokenOff is a rule breaking the downloads of key off after n bytes,
+// as a reset connection does, the first times of them (every one when
+// times is 0); its Calls count the Gets of key.
+func brokenOff(key string, n int64, times int) *storagetest.Rule {
+	return &storagetest.Rule{Op: storagetest.Get, Key: key, Times: times, Body: storagetest.Cut(n, errors.New("connection reset by peer"))}
 }
 
 func TestRestoreStoreFailures(t *testing.T) {
@@ -424,7 +390,7 @@ func TestRestoreStoreFailures(t *testing.T) {
 	}
 
 	// The store fails while the object is fetched: the error names the object, nothing stays.
-	st := &faultyStore{Store: base, key: key, getErr: errors.New("giving up after 5 attempts: connection refused")}
+	st := storagetest.Wrap(base, &storagetest.Rule{Op: storagetest.Get, Key: key, Err: errors.New("giving up after 5 attempts: connection refused")})
 	dir := filepath.Join(tmp, "outage")
 	_, err := Restore(ctx, st, &codec.Decoder{}, opts(dir))
 	if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "connection refused") {
@@ -435,20 +401,21 @@ func TestRestoreStoreFailures(t *testing.T) {
 	}
 
 	// A download broken off midway is retried, and the restore completes.
-	st = &faultyStore{Store: base, key: key, breakAfter: 20, breaks: 2}
+	gets := brokenOff(key, 20, 2)
+	st = storagetest.Wrap(base, gets)
 	dir = filepath.Join(tmp, "retried")
 	if _, err := Restore(ctx, st, &codec.Decoder{}, opts(dir)); err != nil {
 		t.Fatalf("restore with two interrupted downloads: %v", err)
 	}
-	if st.gets != 3 {
-		t.Errorf("object fetched %d times, want 3 (two interrupted)", st.gets)
+	if gets.Calls() != 3 {
+		t.Errorf("object fetched %d times, want 3 (two interrupted)", gets.Calls())
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "base/1/1259")); string(got) != testEntries("")[3].data {
 		t.Errorf("base/1/1259 after retries: %q", got)
 	}
 
 	// Interrupted for longer than the budget: it gives up and says so.
-	st = &faultyStore{Store: base, key: key, breakAfter: 20, breaks: 1 << 30}
+	st = storagetest.Wrap(base, brokenOff(key, 20, 0))
 	dir = filepath.Join(tmp, "budget")
 	if _, err := Restore(ctx, st, &codec.Decoder{}, opts(dir)); err == nil || !strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), key) {
 		t.Errorf("restore with every download interrupted: %v", err)
@@ -487,37 +454,16 @@ func TestRestoreTablespaceChecks(t *testing.T) {
 	}
 }
 
-// cancellingStore serves one key normally and cancels the restore's
-// context once that object was read: the cancellation falls between
-// objects, when no worker is running to notice it.
-type cancellingStore struct {
-	storage.Store
-	key    string
-	cancel context.CancelFunc
-}
-
-func (c *cancellingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	rc, err := c.Store.Get(ctx, key)
-	if err != nil || key != c.key {
-		return rc, err
-	}
-	return cancelOnClose{rc, c.cancel}, nil
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c cancelOnClose) Close() error { c.cancel(); return c.ReadCloser.Close() }
-
 func TestRestoreCancelledRemovesWhatItWrote(t *testing.T) {
 	base, _, _ := setup(t, 3)
 	tmp := t.TempDir()
 	m := storeBackup(t, base, "20261125T100000Z", testEntries(filepath.Join(tmp, "orig")), "", 100)
 	for _, n := range []int{1, len(m.Objects) - 1} {
 		ctx, cancel := context.WithCancel(context.Background())
-		st := &cancellingStore{Store: base, key: m.Objects[n].Key, cancel: cancel}
+		// The store serves object n normally and cancels the restore's
+		// context once it was read: the cancellation falls between
+		// objects, when no worker is running to notice it.
+		st := storagetest.Wrap(base, &storagetest.Rule{Op: storagetest.Get, Key: m.Objects[n].Key, Body: storagetest.OnClose(cancel)})
 		dir := filepath.Join(tmp, "data")
 		_, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir, Jobs: 1, Tablespaces: map[uint32]string{16385: filepath.Join(tmp, "ts")}})
 		if !errors.Is(err, context.Canceled) {

@@ -3,9 +3,7 @@ package restore
 import (
 	"bytes"
 	"context"
-	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
 
 // problems runs Verify and returns its problems as "kind: name" strings.
@@ -178,38 +177,17 @@ func TestVerifyRetriesInterruptedDownloads(t *testing.T) {
 	base, _, _ := setup(t, 3)
 	m := storeBackup(t, base, "20261125T100000Z", testEntries("/nowhere"), "", 100)
 	key := m.Objects[1].Key
-	st := &faultyStore{Store: base, key: key, breakAfter: int(m.Objects[1].StoredSize) - 5, breaks: 2}
+	gets := brokenOff(key, m.Objects[1].StoredSize-5, 2)
+	st := storagetest.Wrap(base, gets)
 	rep, err := Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Jobs: 2, Budget: time.Minute})
-	if err != nil || !rep.OK || st.gets != 3 {
-		t.Fatalf("two interrupted downloads: %+v, %v, %d gets; want OK after 3 gets", rep, err, st.gets)
+	if err != nil || !rep.OK || gets.Calls() != 3 {
+		t.Fatalf("two interrupted downloads: %+v, %v, %d gets; want OK after 3 gets", rep, err, gets.Calls())
 	}
-	st = &faultyStore{Store: base, key: key, breakAfter: 20, breaks: 1 << 30}
+	st = storagetest.Wrap(base, brokenOff(key, 20, 0))
 	_, err = Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Jobs: 2, Budget: 500 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "connection reset") {
 		t.Errorf("every download interrupted: %v", err)
 	}
-}
-
-// countingStore records how many Gets of data objects run at once.
-type countingStore struct {
-	storage.Store
-	mu          sync.Mutex
-	now, most   int
-	gets, delay int
-}
-
-func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if !strings.Contains(key, "/data/") {
-		return c.Store.Get(ctx, key)
-	}
-	c.mu.Lock()
-	c.now++
-	c.gets++
-	c.most = max(c.most, c.now)
-	c.mu.Unlock()
-	time.Sleep(time.Duration(c.delay) * time.Millisecond)
-	defer func() { c.mu.Lock(); c.now--; c.mu.Unlock() }()
-	return c.Store.Get(ctx, key)
 }
 
 // Objects of one long chain (a file spanning all of them) download jobs at
@@ -222,13 +200,14 @@ func TestVerifyLongChainDownloadsInParallel(t *testing.T) {
 		t.Fatalf("%d objects, want 10 or more", len(m.Objects))
 	}
 	for _, jobs := range []int{1, 3} {
-		st := &countingStore{Store: base, delay: 20}
-		rep, err := Verify(context.Background(), st, &codec.Decoder{}, VerifyOptions{Jobs: jobs})
+		// Gets of data objects, slowed down, to count how many run at once.
+		gets := &storagetest.Rule{Op: storagetest.Get, Match: func(key string) bool { return strings.Contains(key, "/data/") }, Delay: 20 * time.Millisecond}
+		rep, err := Verify(context.Background(), storagetest.Wrap(base, gets), &codec.Decoder{}, VerifyOptions{Jobs: jobs})
 		if err != nil || !rep.OK {
 			t.Fatalf("jobs %d: %+v, %v", jobs, rep, err)
 		}
-		if st.most != jobs || st.gets != len(m.Objects) {
-			t.Errorf("jobs %d: at most %d downloads at once (%d in all); want %d at once, %d in all", jobs, st.most, st.gets, jobs, len(m.Objects))
+		if gets.Peak() != jobs || gets.Calls() != len(m.Objects) {
+			t.Errorf("jobs %d: at most %d downloads at once (%d in all); want %d at once, %d in all", jobs, gets.Peak(), gets.Calls(), jobs, len(m.Objects))
 		}
 	}
 }
