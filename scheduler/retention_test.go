@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
 
 const segSize = 1 << 20
@@ -292,15 +292,15 @@ func TestIncompleteBackups(t *testing.T) {
 	}
 	// The plan reads each backup folder once: what ListBackups found
 	// incomplete is described, not looked for again.
-	counting := &folderReads{Store: r.st}
-	if _, err := PlanRetention(context.Background(), counting, &codec.Decoder{}, Policy{Keep: 1, IncompleteGrace: time.Hour, Now: now}); err != nil {
+	reads := &storagetest.Rule{Op: storagetest.ListDir}
+	if _, err := PlanRetention(context.Background(), storagetest.Wrap(r.st, reads), &codec.Decoder{}, Policy{Keep: 1, IncompleteGrace: time.Hour, Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	if n := counting.reads[catalog.BackupPrefix]; n != 1 {
+	if n := reads.Count(catalog.BackupPrefix); n != 1 {
 		t.Errorf("the plan listed backups/ %d times, want once", n)
 	}
 	for _, id := range []string{"20261101T000000Z", "20261120T000000Z", "20261125T114500Z"} {
-		if n := counting.reads[catalog.BackupPrefix+id+"/"]; n != 1 {
+		if n := reads.Count(catalog.BackupPrefix + id + "/"); n != 1 {
 			t.Errorf("the plan read the folder of %s %d times, want once", id, n)
 		}
 	}
@@ -379,21 +379,4 @@ func TestRunningBackupKeepsNewerWAL(t *testing.T) {
 	if !slices.Equal(pl.WAL, walKeys(1, 1, 4)) || len(pl.IncompleteKept) != 1 || !pl.IncompleteKept[0].Started.Equal(now.Add(-20*time.Minute)) {
 		t.Errorf("a backup running since 20 minutes: WAL %v, want segments 1..4; incomplete %+v", pl.WAL, pl.IncompleteKept)
 	}
-}
-
-// folderReads counts ListDir calls by folder.
-type folderReads struct {
-	storage.Store
-	mu    sync.Mutex
-	reads map[string]int
-}
-
-func (f *folderReads) ListDir(ctx context.Context, dir string) ([]storage.ObjectInfo, []string, error) {
-	f.mu.Lock()
-	if f.reads == nil {
-		f.reads = map[string]int{}
-	}
-	f.reads[dir]++
-	f.mu.Unlock()
-	return f.Store.ListDir(ctx, dir)
 }
