@@ -16,6 +16,7 @@ import (
 
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/storage/storagetest"
 )
 
 func testStore(t *testing.T) storage.Store {
@@ -79,7 +80,8 @@ func TestManifestRoundTripAndCatalog(t *testing.T) {
 	}
 
 	// Listing and showing read the small summary only, which needs no key.
-	counting := &countingStore{Store: st}
+	manifestGets := &storagetest.Rule{Op: storagetest.Get, Match: func(key string) bool { return strings.HasSuffix(key, "/manifest.json") }}
+	counting := storagetest.Wrap(st, manifestGets)
 	list, incomplete, err := ListBackups(ctx, counting)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +92,7 @@ func TestManifestRoundTripAndCatalog(t *testing.T) {
 	if s, err := LoadSummary(ctx, counting, id); err != nil || !reflect.DeepEqual(s, m.BackupSummary) {
 		t.Errorf("summary: %+v, %v", s, err)
 	}
-	if n := counting.manifestGets.Load(); n != 0 {
+	if n := manifestGets.Calls(); n != 0 {
 		t.Errorf("listing and showing read the manifest %d times", n)
 	}
 	if _, err := LoadSummary(ctx, st, id2); !errors.Is(err, storage.ErrNotFound) {
@@ -182,14 +184,14 @@ func readObject(t *testing.T, st storage.Store, key string) []byte {
 	return b
 }
 
-// countingStore counts reads of manifests, and the keys full listings return.
-type countingStore struct {
+// listedObjects counts the objects full listings return (what the calls
+// returned, which storagetest rules do not see).
+type listedObjects struct {
 	storage.Store
-	manifestGets atomic.Int64
-	listed       atomic.Int64
+	listed atomic.Int64
 }
 
-func (c *countingStore) List(ctx context.Context, prefix string) ([]storage.ObjectInfo, error) {
+func (c *listedObjects) List(ctx context.Context, prefix string) ([]storage.ObjectInfo, error) {
 	objs, err := c.Store.List(ctx, prefix)
 	c.listed.Add(int64(len(objs)))
 	return objs, err
@@ -222,7 +224,7 @@ func TestListingBackupsSkipsTheirData(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	counting := &countingStore{Store: st}
+	counting := &listedObjects{Store: st}
 	list, incomplete, err := ListBackups(ctx, counting)
 	if err != nil || len(list) != 2 || !reflect.DeepEqual(incomplete, ids[2:]) {
 		t.Fatalf("list: %d complete, incomplete %v, %v", len(list), incomplete, err)
@@ -246,11 +248,4 @@ func TestListingBackupsSkipsTheirData(t *testing.T) {
 	if inc, err := ListIncomplete(ctx, st); err != nil || len(inc) != 0 {
 		t.Errorf("incomplete after its deletion: %+v, %v", inc, err)
 	}
-}
-
-func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if strings.HasSuffix(key, "/manifest.json") {
-		c.manifestGets.Add(1)
-	}
-	return c.Store.Get(ctx, key)
 }
