@@ -15,8 +15,9 @@ func StartMinIOStore(t *testing.T, bucket, prefix string) Store {
 	return openS3(t, "s3://"+bucket+"/"+prefix, s3Opts(m))
 }
 
-// NewFileStore and Permanent are for the tests of package storage_test.
+// NewFileStore, Permanent and ReadAll are for the tests of package storage_test.
 var (
 	NewFileStore = func(root string) (Store, error) { return newFileStore(root) }
 	Permanent    = permanent
+	ReadAll      = readAll
 )

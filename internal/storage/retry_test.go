@@ -31,20 +31,6 @@ func flaky(t *testing.T, op storagetest.Op, fails int, err error) (storage.Store
 	return storagetest.Wrap(fileStore(t), r), r
 }
 
-func getString(t *testing.T, s storage.Store, key string) string {
-	t.Helper()
-	rc, err := s.Get(context.Background(), key)
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("read %s: %v", key, err)
-	}
-	return string(b)
-}
-
 var errFlaky = errors.New("connection reset by peer")
 
 func TestRetrySucceedsWithinBudget(t *testing.T) {
@@ -57,7 +43,7 @@ func TestRetrySucceedsWithinBudget(t *testing.T) {
 	if n := puts.Calls(); n != 4 {
 		t.Fatalf("%d attempts, want 4", n)
 	}
-	if b := getString(t, s, "k"); b != "v" {
+	if b := storage.ReadAll(t, s, "k"); b != "v" {
 		t.Fatalf("get after retries: %q", b)
 	}
 }
@@ -156,7 +142,7 @@ func TestTimeoutGetBody(t *testing.T) {
 	if err := s.Put(context.Background(), "k", []byte("hello"), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := getString(t, s, "k"); got != "hello" {
+	if got := storage.ReadAll(t, s, "k"); got != "hello" {
 		t.Fatalf("got %q", got)
 	}
 }
