@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
@@ -36,17 +38,85 @@ type BackupOptions struct {
 	// Progress, when set, is called about once a second while files are
 	// copied, with the bytes stored so far and the total.
 	Progress func(done, total int64)
+	// OnStep, when set, is called as each step begins (StepConnect, ...):
+	// what an instance manager reports of a running backup.
+	OnStep func(step string)
 }
 
 // DefaultObjectSize: big enough for efficient uploads, small enough that
 // memory (about (2 × jobs + 4) × this at most, see uploader) stays low.
 const DefaultObjectSize = 16 << 20
 
+// The steps of a backup, in order, as BackupOptions.OnStep names them.
+const (
+	StepConnect  = "connect"  // ask the server who it is; claim the repository and a backup ID
+	StepStart    = "start"    // pg_backup_start
+	StepCopy     = "copy"     // read, compress and upload the data directory
+	StepStop     = "stop"     // pg_control, pg_backup_stop, the backup's WAL range, the last object
+	StepWaitWAL  = "wait-wal" // every segment of that range archived
+	StepManifest = "manifest" // the manifest: the backup is complete
+)
+
+// backupRun is one backup in progress: what each step reads and fills.
+type backupRun struct {
+	st   storage.Store
+	enc  *codec.Encoder
+	o    BackupOptions
+	conn *pgx.Conn
+	m    catalog.Manifest
+
+	files        []catalog.BackupFile // data directory entries but pg_control
+	control      catalog.BackupFile   // pg_control's entry, when hasControl
+	hasControl   bool
+	controlBytes []byte
+	up           *uploader
+	spans        []segSpan // the backup's WAL, per timeline
+}
+
 // Backup takes a base backup of the running server whose data directory is
 // o.PGData and stores it in st. It returns the manifest of the complete
 // backup; on any error no manifest is written, so the backup is never
 // listed as complete.
 func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupOptions) (_ *catalog.Manifest, err error) {
+	r := &backupRun{st: st, enc: enc, o: o.withDefaults()}
+	step := func(name string) {
+		if r.o.OnStep != nil {
+			r.o.OnStep(name)
+		}
+	}
+	step(StepConnect)
+	if err := r.connect(ctx); err != nil {
+		return nil, err
+	}
+	// Closing the session also aborts a backup we failed to stop.
+	defer r.closeConn(ctx)
+	if err := r.claim(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			r.removeFailed(ctx)
+		}
+	}()
+	for _, s := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{StepStart, r.start},
+		{StepCopy, r.copyFiles},
+		{StepStop, r.stop},
+		{StepWaitWAL, r.waitForWAL},
+		{StepManifest, r.writeManifest},
+	} {
+		step(s.name)
+		if err := s.run(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return &r.m, nil
+}
+
+func (o BackupOptions) withDefaults() BackupOptions {
 	if o.Jobs <= 0 {
 		o.Jobs = runtime.NumCPU()
 	}
@@ -59,141 +129,178 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	return o
+}
+
+// connect checks the data directory, connects, and learns the server's
+// system, version, segment size and role.
+func (r *backupRun) connect(ctx context.Context) error {
+	o, m := r.o, &r.m
 	if _, err := os.Stat(filepath.Join(o.PGData, "PG_VERSION")); err != nil {
-		return nil, fmt.Errorf("%s is not a PostgreSQL data directory (no PG_VERSION): set PGDATA or --pgdata", o.PGData)
+		return fmt.Errorf("%s is not a PostgreSQL data directory (no PG_VERSION): set PGDATA or --pgdata", o.PGData)
 	}
 	diskID, err := pg.ControlSystemID(o.PGData)
 	if err != nil {
-		return nil, err
+		return err
 	}
-
-	conn, err := pg.Connect(ctx, o.Conn)
-	if err != nil {
-		return nil, err
+	if r.conn, err = pg.Connect(ctx, o.Conn); err != nil {
+		return err
 	}
-	// Closing the session also aborts a backup we failed to stop.
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		conn.Close(cctx)
-	}()
-
-	var m catalog.Manifest
-	var segSize int64
-	var sysID int64
-	err = conn.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system()),
+	var segSize, sysID int64
+	err = r.conn.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system()),
 		current_setting('server_version_num')::int,
 		(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),
 		pg_is_in_recovery()`).Scan(&sysID, &m.PGVersion, &segSize, &m.FromStandby)
 	if err != nil {
-		return nil, fmt.Errorf("asking the server about itself: %w", err)
+		return fmt.Errorf("asking the server about itself: %w", err)
 	}
 	m.SystemID, m.WALSegmentSize = uint64(sysID), uint32(segSize)
 	if m.SystemID != diskID {
-		return nil, fmt.Errorf("the server you connected to is database system %d, but %s belongs to system %d: point PGHOST/PGPORT and PGDATA at the same server",
+		return fmt.Errorf("the server you connected to is database system %d, but %s belongs to system %d: point PGHOST/PGPORT and PGDATA at the same server",
 			m.SystemID, o.PGData, diskID)
 	}
 	if !pg.ValidSegmentSize(segSize) {
-		return nil, fmt.Errorf("server reports wal_segment_size %d", segSize)
+		return fmt.Errorf("server reports wal_segment_size %d", segSize)
 	}
-	id, err := catalog.EnsureIdentity(ctx, st, m.SystemID, m.WALSegmentSize, catalog.Protection{Encrypts: len(enc.Recipients) > 0, Key: o.RepoKey})
-	if err != nil {
-		return nil, err
-	}
-	enc = id.Encoder(enc, catalog.Protection{Key: o.RepoKey})
+	return nil
+}
 
+func (r *backupRun) closeConn(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	r.conn.Close(cctx)
+}
+
+// claim makes sure the repository belongs to the server (claiming a new
+// one) and claims a backup ID.
+func (r *backupRun) claim(ctx context.Context) error {
+	m := &r.m
+	id, err := catalog.EnsureIdentity(ctx, r.st, m.SystemID, m.WALSegmentSize, catalog.Protection{Encrypts: len(r.enc.Recipients) > 0, Key: r.o.RepoKey})
+	if err != nil {
+		return err
+	}
+	r.enc = id.Encoder(r.enc, catalog.Protection{Key: r.o.RepoKey})
 	m.StartTime = time.Now().UTC()
 	info, _ := json.Marshal(map[string]any{"start_time": m.StartTime, "system_identifier": strconv.FormatUint(m.SystemID, 10)})
-	if m.ID, err = catalog.ClaimBackupID(ctx, st, m.StartTime, info); err != nil {
-		return nil, err
+	if m.ID, err = catalog.ClaimBackupID(ctx, r.st, m.StartTime, info); err != nil {
+		return err
 	}
-	defer func() {
-		// A failed backup removes what it stored (best effort: a killed one
-		// cannot, and is listed as incomplete until cleaned up).
-		if err != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if derr := catalog.DeleteBackup(cctx, st, m.ID); derr != nil {
-				o.Log.Warn("could not remove the failed backup's objects", "id", m.ID, "err", derr)
-			}
-		}
-	}()
-	m.Label = o.Label
+	m.Label = r.o.Label
 	if m.Label == "" {
 		m.Label = "walship " + m.ID
 	}
-	m.Compression, m.Encryption = enc.Compression, ""
+	m.Compression, m.Encryption = r.enc.Compression, ""
 	if m.Compression == "" {
 		m.Compression = "zstd"
 	}
-	if len(enc.Recipients) > 0 {
+	if len(r.enc.Recipients) > 0 {
 		m.Encryption = "age"
 	}
-	o.Log.Info("backup starting", "id", m.ID, "fast_checkpoint", o.FastCheckpoint)
-	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, $2)::text", m.Label, o.FastCheckpoint).Scan(&m.StartLSN); err != nil {
-		return nil, fmt.Errorf("pg_backup_start: %w", err)
-	}
+	return nil
+}
 
-	files, err := scanDataDir(o.PGData)
-	if err != nil {
-		return nil, err
+// removeFailed removes what a failed backup stored (best effort: a killed
+// one cannot, and is listed as incomplete until cleaned up).
+func (r *backupRun) removeFailed(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := catalog.DeleteBackup(cctx, r.st, r.m.ID); err != nil {
+		r.o.Log.Warn("could not remove the failed backup's objects", "id", r.m.ID, "err", err)
 	}
-	// pg_control is read last, once every other file is copied, as
-	// pg_basebackup does: in a backup from a standby its minimum recovery
-	// point is where the copy becomes consistent, so it must not predate
-	// any page the other files hold.
-	files, control, hasControl := withoutFile(files, "global/pg_control")
-	sizes := planObjects(files, o.ObjectSize)
-	up := newUploader(st, enc, m.ID, o.PGData, files, sizes)
-	o.Log.Info("backup copying", "id", m.ID, "start_lsn", m.StartLSN, "files", len(files), "objects", len(sizes), "jobs", o.Jobs)
-	if o.Progress != nil {
+}
+
+func (r *backupRun) start(ctx context.Context) error {
+	r.o.Log.Info("backup starting", "id", r.m.ID, "fast_checkpoint", r.o.FastCheckpoint)
+	if err := r.conn.QueryRow(ctx, "SELECT pg_backup_start($1, $2)::text", r.m.Label, r.o.FastCheckpoint).Scan(&r.m.StartLSN); err != nil {
+		return fmt.Errorf("pg_backup_start: %w", err)
+	}
+	return nil
+}
+
+// copyFiles reads, compresses and uploads every file of the data directory
+// but pg_control, which is read last, once every other file is copied, as
+// pg_basebackup does: in a backup from a standby its minimum recovery point
+// is where the copy becomes consistent, so it must not predate any page the
+// other files hold.
+func (r *backupRun) copyFiles(ctx context.Context) error {
+	files, err := scanDataDir(r.o.PGData)
+	if err != nil {
+		return err
+	}
+	r.files, r.control, r.hasControl = withoutFile(files, "global/pg_control")
+	sizes := planObjects(r.files, r.o.ObjectSize)
+	r.up = newUploader(r.st, r.enc, r.m.ID, r.o.PGData, r.files, sizes)
+	r.o.Log.Info("backup copying", "id", r.m.ID, "start_lsn", r.m.StartLSN, "files", len(r.files), "objects", len(sizes), "jobs", r.o.Jobs)
+	if r.o.Progress != nil {
 		var total int64
 		for _, n := range sizes {
 			total += n
 		}
-		stop := progress.Every(up.done.Load, total, o.Progress)
+		stop := progress.Every(r.up.done.Load, total, r.o.Progress)
 		defer stop()
 	}
-	if err := up.run(ctx, o.Jobs); err != nil {
-		return nil, fmt.Errorf("copying the data directory: %w", err)
+	if err := r.up.run(ctx, r.o.Jobs); err != nil {
+		return fmt.Errorf("copying the data directory: %w", err)
 	}
+	return nil
+}
 
-	var controlBytes []byte
-	if hasControl {
-		if controlBytes, err = os.ReadFile(filepath.Join(o.PGData, "global", "pg_control")); err != nil {
-			return nil, fmt.Errorf("reading pg_control: %w", err)
+// stop reads pg_control, stops the backup and works out its WAL range.
+// pg_backup_stop(false) switches to a new segment and returns at once.
+// Waiting in it (true) would check the archive only once a second; the
+// WAL gate polls the repository itself, which is the check that matters (a
+// segment PostgreSQL counts as archived could be missing).
+func (r *backupRun) stop(ctx context.Context) error {
+	if r.hasControl {
+		var err error
+		if r.controlBytes, err = os.ReadFile(filepath.Join(r.o.PGData, "global", "pg_control")); err != nil {
+			return fmt.Errorf("reading pg_control: %w", err)
 		}
 	}
-
-	// pg_backup_stop(false) switches to a new segment and returns at once.
-	// Waiting in it (true) would check the archive only once a second;
-	// the gate below polls the repository itself, which is the check that
-	// matters (a segment PostgreSQL counts as archived could be missing).
+	m := &r.m
 	var spcmap *string
-	err = conn.QueryRow(ctx, "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)").Scan(&m.StopLSN, &m.BackupLabel, &spcmap)
+	err := r.conn.QueryRow(ctx, "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)").Scan(&m.StopLSN, &m.BackupLabel, &spcmap)
 	if err != nil {
-		return nil, fmt.Errorf("pg_backup_stop: %w", err)
+		return fmt.Errorf("pg_backup_stop: %w", err)
 	}
 	if spcmap != nil {
 		m.TablespaceMap = *spcmap
 	}
-	if err := fillWAL(&m); err != nil {
-		return nil, err
+	if err := fillWAL(m); err != nil {
+		return err
 	}
-	spans, err := backupWAL(ctx, conn, st, o.PGData, &m)
-	if err != nil {
-		return nil, err
+	if r.spans, err = backupWAL(ctx, r.conn, r.st, r.o.PGData, m); err != nil {
+		return err
 	}
+	return r.storeLastObject(ctx)
+}
 
-	// pg_control, backup_label and tablespace_map are files of the backup, in
-	// a last object.
+func (r *backupRun) waitForWAL(ctx context.Context) error {
+	return waitForWAL(ctx, r.st, r.spans, r.m.WALSegmentSize, r.o.WALTimeout, r.o.Log)
+}
+
+// writeManifest writes the manifest, which marks the backup complete, if
+// the backup still holds its claim.
+func (r *backupRun) writeManifest(ctx context.Context) error {
+	if err := checkClaim(ctx, r.st, r.m.ID); err != nil {
+		return err
+	}
+	return finishManifest(ctx, r.st, r.enc, &r.m)
+}
+
+// storeLastObject stores pg_control, backup_label and tablespace_map, the
+// files of the backup that come from its end, in a last object, and fills
+// the manifest's file and object lists.
+func (r *backupRun) storeLastObject(ctx context.Context) error {
+	m, n := &r.m, len(r.up.objects)
 	var extra []catalog.BackupFile
 	var raw []byte
-	if hasControl {
-		control.Parts = []catalog.Part{{Object: len(up.objects), Offset: 0, Length: int64(len(controlBytes))}}
-		control.Size, control.Checksum = int64(len(controlBytes)), codec.Checksum(controlBytes)
-		extra = append(extra, control)
-		raw = append(raw, controlBytes...)
+	if r.hasControl {
+		c := r.control
+		c.Parts = []catalog.Part{{Object: n, Offset: 0, Length: int64(len(r.controlBytes))}}
+		c.Size, c.Checksum = int64(len(r.controlBytes)), codec.Checksum(r.controlBytes)
+		extra = append(extra, c)
+		raw = append(raw, r.controlBytes...)
 	}
 	for _, lf := range [][2]string{{"backup_label", m.BackupLabel}, {"tablespace_map", m.TablespaceMap}} {
 		if lf[1] == "" {
@@ -201,20 +308,20 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		}
 		extra = append(extra, catalog.BackupFile{Path: lf[0], Type: catalog.TypeFile, Size: int64(len(lf[1])), Mode: 0o600,
 			MTime: time.Now().UTC(), Checksum: codec.Checksum([]byte(lf[1])),
-			Parts: []catalog.Part{{Object: len(up.objects), Offset: int64(len(raw)), Length: int64(len(lf[1]))}}})
+			Parts: []catalog.Part{{Object: n, Offset: int64(len(raw)), Length: int64(len(lf[1]))}}})
 		raw = append(raw, lf[1]...)
 	}
-	obj, err := storeObject(ctx, st, enc, catalog.DataKey(m.ID, len(up.objects)), raw)
+	obj, err := storeObject(ctx, r.st, r.enc, catalog.DataKey(m.ID, n), raw)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m.Objects = append(up.objects, obj)
-	for i, f := range files {
+	m.Objects = append(r.up.objects, obj)
+	for i, f := range r.files {
 		if f.Type == catalog.TypeFile {
-			if up.vanished[i].Load() {
+			if r.up.vanished[i].Load() {
 				continue // dropped (a table or temp file) while we copied it
 			}
-			f.Checksum = up.hashes.sums[i]
+			f.Checksum = r.up.hashes.sums[i]
 			if f.Size == 0 {
 				f.Checksum = codec.Checksum(nil)
 			}
@@ -222,24 +329,12 @@ func Backup(ctx context.Context, st storage.Store, enc *codec.Encoder, o BackupO
 		m.Files = append(m.Files, f)
 	}
 	m.Files = append(m.Files, extra...)
-
-	if err := completeBackup(ctx, st, enc, &m, spans, o.WALTimeout, o.Log); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return nil
 }
 
-// completeBackup writes the manifest of m, which marks the backup complete,
-// once the repository holds every WAL segment of spans (a restore replays
-// them all, and with look-ahead and the agent they arrive out of order)
-// and the backup still holds its claim.
-func completeBackup(ctx context.Context, st storage.Store, enc *codec.Encoder, m *catalog.Manifest, spans []segSpan, walTimeout time.Duration, log *slog.Logger) error {
-	if err := waitForWAL(ctx, st, spans, m.WALSegmentSize, walTimeout, log); err != nil {
-		return err
-	}
-	if err := checkClaim(ctx, st, m.ID); err != nil {
-		return err
-	}
+// finishManifest fills the manifest's totals and stop time and writes it,
+// which marks the backup complete.
+func finishManifest(ctx context.Context, st storage.Store, enc *codec.Encoder, m *catalog.Manifest) error {
 	m.StopTime = time.Now().UTC()
 	m.Duration = m.StopTime.Sub(m.StartTime).Seconds()
 	m.FileCount, m.ObjectCount = len(m.Files), len(m.Objects)

@@ -268,7 +268,7 @@ func TestCompleteBackupWaitsForEveryWALSegment(t *testing.T) {
 	spans := []segSpan{{tli: 1, first: 2, last: 4}}
 	archive(t, st, "000000010000000000000002", "000000010000000000000004")
 
-	err := completeBackup(ctx, st, &codec.Encoder{}, m, spans, 200*time.Millisecond, slog.New(slog.DiscardHandler))
+	err := completeBackup(ctx, st, m, spans, 200*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "000000010000000000000003") {
 		t.Fatalf("want an error naming 000000010000000000000003, got %v", err)
 	}
@@ -283,7 +283,7 @@ func TestCompleteBackupWaitsForEveryWALSegment(t *testing.T) {
 		time.Sleep(150 * time.Millisecond)
 		archive(t, st, "000000010000000000000003")
 	}()
-	if err := completeBackup(ctx, st, &codec.Encoder{}, m, spans, 10*time.Second, slog.New(slog.DiscardHandler)); err != nil {
+	if err := completeBackup(ctx, st, m, spans, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if complete, _ := listBackups(t, st); len(complete) != 1 || complete[0].ID != m.ID || complete[0].Status != catalog.StatusComplete {
@@ -306,7 +306,7 @@ func TestCompleteBackupLostClaim(t *testing.T) {
 		}
 		archive(t, st, "000000010000000000000003")
 	}()
-	err := completeBackup(ctx, st, &codec.Encoder{}, m, []segSpan{{tli: 1, first: 2, last: 4}}, 10*time.Second, slog.New(slog.DiscardHandler))
+	err := completeBackup(ctx, st, m, []segSpan{{tli: 1, first: 2, last: 4}}, 10*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "started marker") || !strings.Contains(err.Error(), m.ID) {
 		t.Fatalf("want an error about the lost started marker, got %v", err)
 	}
@@ -344,4 +344,18 @@ func TestTimelineHistoryFromPGWALOrRepository(t *testing.T) {
 	if _, err = timelineHistory(ctx, st, pgdata, 4); err == nil || !strings.Contains(err.Error(), "00000004.history") {
 		t.Errorf("without a history file: %v", err)
 	}
+}
+
+// completeBackup runs a backup's last two steps, the WAL gate and the
+// manifest, on m.
+func completeBackup(ctx context.Context, st storage.Store, m *catalog.Manifest, spans []segSpan, walTimeout time.Duration) error {
+	r := &backupRun{st: st, enc: &codec.Encoder{}, m: *m, spans: spans, o: BackupOptions{WALTimeout: walTimeout}.withDefaults()}
+	if err := r.waitForWAL(ctx); err != nil {
+		return err
+	}
+	if err := r.writeManifest(ctx); err != nil {
+		return err
+	}
+	*m = r.m
+	return nil
 }
