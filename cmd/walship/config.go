@@ -16,9 +16,9 @@ import (
 	"filippo.io/age"
 
 	"github.com/walship/walship/archiver"
-	"github.com/walship/walship/internal/agentsock"
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/repo"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -166,47 +166,42 @@ func (c *config) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// settings are the repository settings of the configuration: everything
+// that opens the repository goes through them (see internal/repo).
+func (c *config) settings() repo.Settings {
+	return repo.Settings{
+		URL: c.repo, S3: c.s3,
+		Compression: c.compression, Level: c.level,
+		Recipients: c.recipients, IdentityFile: c.keyFile, RepoKeyFile: c.repoKeyFile,
+		CallTimeout: c.timeout, RetryBudget: c.retryBudget,
+	}
+}
+
+// open opens the repository with its keys.
+func (c *config) open(ctx context.Context) (*repo.Repository, error) {
+	if c.repo == "" {
+		return nil, errNoRepo
+	}
+	return c.settings().Open(ctx)
+}
+
+var errNoRepo = errors.New("no repository configured: set WALSHIP_REPO or --repo to s3://bucket/prefix or file:///path")
+
 func (c *config) openStore(ctx context.Context) (storage.Store, error) {
 	if c.repo == "" {
-		return nil, errors.New("no repository configured: set WALSHIP_REPO or --repo to s3://bucket/prefix or file:///path")
+		return nil, errNoRepo
 	}
-	return storage.Open(ctx, c.repo, storage.Options{S3: c.s3, CallTimeout: c.timeout, RetryBudget: c.retryBudget})
+	return c.settings().OpenStore(ctx)
 }
 
-func (c *config) encoder() (*codec.Encoder, error) {
-	if err := codec.CheckCompression(c.compression); err != nil {
-		return nil, err
-	}
-	rs, _, err := codec.Keys(c.recipients, c.keyFile)
-	if err != nil {
-		return nil, err
-	}
-	return &codec.Encoder{Compression: c.compression, Level: c.level, Recipients: rs}, nil
-}
+func (c *config) encoder() (*codec.Encoder, error) { return c.settings().Encoder() }
 
 // repoKey is the secret of the repository key file, nil without one.
-func (c *config) repoKey() ([]byte, error) {
-	if c.repoKeyFile == "" {
-		return nil, nil
-	}
-	key, err := codec.LoadRepositoryKey(c.repoKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("%w (WALSHIP_REPO_KEY_FILE or --repo-key-file)", err)
-	}
-	return key, nil
-}
+func (c *config) repoKey() ([]byte, error) { return c.settings().Key() }
 
 // protection is what the configuration holds to protect the repository.
 func (c *config) protection() (catalog.Protection, []age.Identity, error) {
-	rs, ids, err := codec.Keys(c.recipients, c.keyFile)
-	if err != nil {
-		return catalog.Protection{}, nil, err
-	}
-	key, err := c.repoKey()
-	if err != nil {
-		return catalog.Protection{}, nil, err
-	}
-	return catalog.Protection{Encrypts: len(rs) > 0, Decrypts: len(ids) > 0, Key: key}, ids, nil
+	return c.settings().Protection()
 }
 
 // reader opens the repository and the decoder for what it holds: what
@@ -228,48 +223,20 @@ func (c *config) decoderFor(ctx context.Context, st storage.Store) (*codec.Decod
 	if err != nil {
 		return nil, nil, err
 	}
-	base := &codec.Decoder{Identities: ids}
-	id, err := catalog.OpenIdentity(ctx, st, p)
-	switch {
-	case errors.Is(err, storage.ErrNotFound) && p.Key != nil:
-		return nil, nil, fmt.Errorf("%s has no identity record (%s) to check the repository key against: the repository is missing, or nothing was archived there yet", st, catalog.IdentityKey)
-	case errors.Is(err, storage.ErrNotFound):
-		// Nothing claimed the repository yet: a reader that can decrypt
-		// still accepts encrypted objects only.
-		base.RequireEncryption = p.Decrypts
-		return base, nil, nil
-	case err != nil:
-		return nil, nil, err
-	}
-	return id.Decoder(base, p), &id, nil
+	return repo.DecoderFor(ctx, st, p, ids)
 }
 
 // shipper prepares the WAL push pipeline from walDir to the repository.
 func (c *config) shipper(ctx context.Context, walDir string) (*archiver.Shipper, error) {
-	st, err := c.openStore(ctx)
+	r, err := c.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	enc, err := c.encoder()
-	if err != nil {
-		return nil, err
-	}
-	key, err := c.repoKey()
-	if err != nil {
-		return nil, err
-	}
-	sh, err := archiver.NewShipper(st, enc, walDir, c.walParallel, c.logger())
-	if err != nil {
-		return nil, err
-	}
-	sh.RepoKey = key
-	return sh, nil
+	return r.Shipper(walDir, c.walParallel, c.logger())
 }
 
 // agentTarget names what a wal-push asks the agent to do: the repository
 // and every setting that decides how objects are protected, so that an
 // agent configured otherwise (no encryption, another endpoint or key)
 // refuses instead of storing what this wal-push would not.
-func (c *config) agentTarget() string {
-	return agentsock.Target(c.repo, c.s3.Endpoint, c.recipients, c.keyFile, c.repoKeyFile)
-}
+func (c *config) agentTarget() string { return c.settings().AgentTarget() }

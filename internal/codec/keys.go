@@ -1,8 +1,10 @@
 package codec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -33,9 +35,27 @@ func Keys(recipients, keyFile string) ([]age.Recipient, []age.Identity, error) {
 		return nil, nil, fmt.Errorf("encryption key file: %w", err)
 	}
 	defer f.Close()
-	ids, err := age.ParseIdentities(f)
+	return withIdentities(rs, f, "encryption key file "+keyFile)
+}
+
+// KeysWithIdentity is Keys with the identity file's contents instead of
+// its path (an age identity from a Secret, never written to disk); source
+// names it in errors ("encryption key from Secret x key y"). An empty
+// identity is none.
+func KeysWithIdentity(recipients string, identity []byte, source string) ([]age.Recipient, []age.Identity, error) {
+	rs, _, err := Keys(recipients, "")
+	if err != nil || len(identity) == 0 {
+		return rs, nil, err
+	}
+	return withIdentities(rs, bytes.NewReader(identity), source)
+}
+
+// withIdentities parses the identities in r and, without recipients, makes
+// their public keys the recipients.
+func withIdentities(rs []age.Recipient, r io.Reader, source string) ([]age.Recipient, []age.Identity, error) {
+	ids, err := age.ParseIdentities(r)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encryption key file %s does not hold an age identity (AGE-SECRET-KEY-1...)", keyFile)
+		return nil, nil, fmt.Errorf("%s does not hold an age identity (AGE-SECRET-KEY-1...)", source)
 	}
 	if len(rs) == 0 {
 		for _, id := range ids {

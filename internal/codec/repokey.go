@@ -48,6 +48,20 @@ func LoadRepositoryKey(path string) ([]byte, error) {
 	return secret, nil
 }
 
+// ParseRepositoryKey reads the secret of a repository key file's contents
+// (a key from a Secret, never written to disk); source names it in errors
+// ("repository key from Secret x key y").
+func ParseRepositoryKey(b []byte, source string) ([]byte, error) {
+	if len(b) > maxKeyFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes: it is not a key", source, maxKeyFile)
+	}
+	secret, err := parseRepositoryKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s %v", source, err)
+	}
+	return secret, nil
+}
+
 // parseRepositoryKey decodes a key file's contents; its errors complete a
 // sentence that starts with the file's name.
 func parseRepositoryKey(b []byte) ([]byte, error) {

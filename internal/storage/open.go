@@ -23,12 +23,18 @@ type Options struct {
 }
 
 // S3Options are the s3:// settings that the AWS SDK's own variables do not cover.
-// Credentials, profiles and web-identity tokens come from the SDK's default chain.
+// Credentials, profiles and web-identity tokens come from the SDK's default
+// chain, unless Credentials holds static keys.
 type S3Options struct {
 	Endpoint  string // e.g. http://127.0.0.1:9000 for MinIO; empty for AWS
 	Region    string // default: SDK chain, else us-east-1
 	PathStyle bool   // path-style addressing (MinIO and most S3-compatible stores)
-	CAFile    string // PEM bundle to trust in addition to the system roots
+	CAFile    string // PEM bundle to trust instead of the system roots
+	CAPEM     []byte // the same as bytes (from a Secret); used when CAFile is empty
+	// Credentials, when its access key id is set, are used instead of the
+	// SDK's default chain: two stores in one process can then use different
+	// keys.
+	Credentials S3Credentials
 	// SSE: "" (none), "AES256" (SSE-S3) or "aws:kms" (SSE-KMS, with SSEKMSKeyID).
 	SSE         string
 	SSEKMSKeyID string
@@ -45,6 +51,32 @@ type S3Options struct {
 	// "none".
 	Checksum string
 }
+
+// S3Credentials are static S3 keys. Printing them (%v, %+v, %#v, %s) shows
+// the access key id only.
+type S3Credentials struct {
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string // for temporary credentials; may be empty
+}
+
+// Set says whether the credentials replace the SDK's default chain.
+func (c S3Credentials) Set() bool { return c.AccessKeyID != "" }
+
+// String names the access key id and hides the secrets.
+func (c S3Credentials) String() string {
+	if !c.Set() {
+		return "the AWS SDK's default credentials"
+	}
+	s := "access key " + c.AccessKeyID + " (secret hidden"
+	if c.SessionToken != "" {
+		s += ", session token hidden"
+	}
+	return s + ")"
+}
+
+// GoString is String, so that %#v hides the secrets too.
+func (c S3Credentials) GoString() string { return c.String() }
 
 // Defaults applied by Open to zero (or negative) Options fields.
 const (

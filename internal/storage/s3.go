@@ -24,6 +24,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -98,8 +99,8 @@ func newS3Store(ctx context.Context, bucket, prefix string, o S3Options) (*s3Sto
 			config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 			config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
 	}
-	if o.CAFile != "" {
-		pool, err := caPool(o.CAFile)
+	if o.CAFile != "" || len(o.CAPEM) > 0 {
+		pool, err := caPool(o.CAFile, o.CAPEM)
 		if err != nil {
 			return nil, err
 		}
@@ -110,6 +111,12 @@ func newS3Store(ctx context.Context, bucket, prefix string, o S3Options) (*s3Sto
 			tr.TLSClientConfig.RootCAs = pool
 		})
 		load = append(load, config.WithHTTPClient(client))
+	}
+	if c := o.Credentials; c.Set() {
+		if c.SecretAccessKey == "" {
+			return nil, fmt.Errorf("S3 credentials for s3://%s: access key %s has no secret access key", bucket, c.AccessKeyID)
+		}
+		load = append(load, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, load...)
 	if err != nil {
@@ -133,14 +140,19 @@ func newS3Store(ctx context.Context, bucket, prefix string, o S3Options) (*s3Sto
 // caPool trusts exactly the certificates in the PEM file, as the AWS SDK's
 // AWS_CA_BUNDLE does: the file names the endpoint's CA, and loading the
 // system's hundreds of roots as well costs every short-lived process ~30 ms.
-func caPool(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the S3 CA bundle: %w", err)
+// Without a path, the bundle is pem.
+func caPool(path string, pem []byte) (*x509.CertPool, error) {
+	name := "given"
+	if path != "" {
+		var err error
+		if pem, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("cannot read the S3 CA bundle: %w", err)
+		}
+		name = path
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("the S3 CA bundle %s holds no PEM certificate", path)
+		return nil, fmt.Errorf("the S3 CA bundle %s holds no PEM certificate", name)
 	}
 	return pool, nil
 }
