@@ -31,30 +31,50 @@ type Agent struct {
 	// store outage or a bad file must not turn into a busy loop of errors.
 	retryAt map[string]time.Time
 	fails   map[string]int
+	conns   map[net.Conn]bool // connections being served
 }
 
-// Run listens and ships until ctx is cancelled.
+// Run listens and ships until ctx is cancelled. It returns only once every
+// goroutine it started (workers, the accept loop, the connections it was
+// serving) has stopped, so a process embedding the agent can run it again
+// or exit cleanly. It changes no process-wide state (no working directory).
 func (a *Agent) Run(ctx context.Context) error {
 	if a.Poll == 0 {
 		a.Poll = 200 * time.Millisecond
 	}
+	a.mu.Lock()
 	a.inFlight = map[string]bool{}
 	a.retryAt, a.fails = map[string]time.Time{}, map[string]int{}
+	a.conns = map[net.Conn]bool{}
+	a.mu.Unlock()
 	sock := agentsock.Path(a.Shipper.WALDir)
 	ln, err := listenUnix(sock)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(sock)
-	go func() { <-ctx.Done(); ln.Close() }()
 	a.Shipper.Log.Info("agent listening", "socket", sock, "repository", a.Shipper.Store.String(), "parallel", a.Shipper.Parallel)
 
-	work := make(chan string)
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		<-ctx.Done()
+		ln.Close()
+		// Connections still being served: their pushes are cancelled with
+		// ctx; closing them ends a handler still waiting for its request.
+		a.mu.Lock()
+		for c := range a.conns {
+			c.Close()
+		}
+		a.mu.Unlock()
+	})
+	wg.Go(func() { a.serve(ctx, ln, &wg) })
+
+	work := make(chan string)
+	defer close(work)
 	for range a.Shipper.Parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for name := range work {
 				err := a.Shipper.Push(ctx, name)
 				a.mu.Lock()
@@ -70,9 +90,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 				a.mu.Unlock()
 			}
-		}()
+		})
 	}
-	go a.serve(ctx, ln)
 
 	tick := time.NewTicker(a.Poll)
 	defer tick.Stop()
@@ -85,8 +104,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			close(work)
-			wg.Wait()
 			return nil
 		case <-tick.C:
 		}
@@ -115,13 +132,26 @@ func (a *Agent) dispatch(ctx context.Context, work chan<- string) {
 	}
 }
 
-func (a *Agent) serve(ctx context.Context, ln net.Listener) {
+func (a *Agent) serve(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		go a.handle(ctx, conn)
+		a.mu.Lock()
+		if ctx.Err() != nil {
+			a.mu.Unlock()
+			conn.Close()
+			return
+		}
+		a.conns[conn] = true
+		a.mu.Unlock()
+		wg.Go(func() {
+			a.handle(ctx, conn)
+			a.mu.Lock()
+			delete(a.conns, conn)
+			a.mu.Unlock()
+		})
 	}
 }
 
@@ -147,20 +177,69 @@ func (a *Agent) handle(ctx context.Context, conn net.Conn) {
 	conn.Write([]byte(reply))
 }
 
+// maxSocketPath is the longest path bind and connect accept for a Unix
+// socket: sun_path holds 108 bytes, the terminating NUL included.
+const maxSocketPath = 107
+
 // listenUnix binds the socket, replacing a stale one left by a dead agent but
 // refusing to start beside a live one.
+//
+// wal-push reaches the socket by a path relative to the data directory
+// (PostgreSQL runs archive_command there), which is always short; the agent
+// does not change its working directory (it may run inside another
+// process), so when the full path is too long for a socket address it binds
+// the very same file through /proc/self/fd/N/agent.sock, N being its open
+// directory.
 func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir, base := filepath.Split(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+	addr := path
+	var d *os.File
+	if len(path) > maxSocketPath {
+		var err error
+		if d, err = os.Open(dir); err != nil {
+			return nil, err
+		}
+		addr = fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), base)
+	}
+	ln, err := bindUnix(addr, path)
+	if err != nil {
+		if d != nil {
+			d.Close()
+		}
+		return nil, err
+	}
+	if d != nil {
+		return &dirListener{Listener: ln, dir: d}, nil
+	}
+	return ln, nil
+}
+
+func bindUnix(addr, path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", addr, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("another walship agent is already serving %s", path)
 	}
 	os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := net.Listen("unix", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// dirListener keeps the directory a socket was bound through open until the
+// listener, which removes the socket by that name, is closed.
+type dirListener struct {
+	net.Listener
+	dir  *os.File
+	once sync.Once
+}
+
+func (l *dirListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { l.dir.Close() })
+	return err
 }

@@ -3,9 +3,15 @@ package archiver
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/walship/walship/internal/agentsock"
 	"github.com/walship/walship/internal/pg"
@@ -81,5 +87,116 @@ func TestAgentShipsReadyFilesAndAnswersWalPush(t *testing.T) {
 	b := &Agent{Shipper: r.shipper(1), Repo: r.repo}
 	if err := b.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "already serving") {
 		t.Fatalf("second agent: %v", err)
+	}
+}
+
+// startAgent runs a on its own goroutine; stop cancels it and returns what
+// Run returned.
+func startAgent(t *testing.T, a *Agent) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	// Listening once wal-push gets an answer other than "no agent".
+	deadline := time.Now().Add(10 * time.Second)
+	for errors.Is(agentsock.Ask(a.Shipper.WALDir, "", "x", time.Second), agentsock.ErrNoAgent) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("agent did not start listening: %v", <-done)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// Embedded in another process, the agent must leave nothing running behind
+// it: Run returns after its workers, accept loop and connection handlers.
+func TestAgentRunReturnsAfterItsGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	r := newRig(t)
+	for i := 1; i <= 3; i++ {
+		r.segment(pg.Segment{Timeline: 1, Seg: uint32(i)}.Name(), 7, uint64(i))
+	}
+	a := &Agent{Shipper: r.shipper(3), Repo: r.repo, Poll: 10 * time.Millisecond}
+	stop := startAgent(t, a)
+	if err := agentsock.Ask(r.walDir, r.repo, pg.Segment{Timeline: 1, Seg: 1}.Name(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// A client that connected but never sent its request holds a handler.
+	c, err := net.Dial("unix", agentsock.Path(r.walDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Run took %s to return", d)
+	}
+	if _, err := os.Stat(agentsock.Path(r.walDir)); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+	// And it can run again in the same process.
+	startAgent(t, &Agent{Shipper: r.shipper(1), Repo: r.repo, Poll: 10 * time.Millisecond})()
+}
+
+// Unix socket addresses hold 107 bytes; a data directory deeper than that
+// must still be served at pg_wal/walship/agent.sock, where wal-push, run by
+// PostgreSQL from the data directory, looks for it. Without os.Chdir.
+func TestAgentServesALongDataDirectory(t *testing.T) {
+	r := newRig(t)
+	pgdata := filepath.Join(t.TempDir(), strings.Repeat("a-rather-long-directory-name/", 5), "data")
+	r.walDir = filepath.Join(pgdata, "pg_wal")
+	os.MkdirAll(filepath.Join(r.walDir, "archive_status"), 0o700)
+	if n := len(agentsock.Path(r.walDir)); n <= maxSocketPath {
+		t.Fatalf("socket path of %d bytes is not long enough for this test", n)
+	}
+	wd, _ := os.Getwd()
+	a := &Agent{Shipper: r.shipper(1), Repo: r.repo, Poll: 10 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	t.Chdir(pgdata) // as PostgreSQL runs archive_command
+	name := pg.Segment{Timeline: 1, Seg: 1}.Name()
+	r.segment(name, 7, 1)
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err = agentsock.Ask("pg_wal", r.repo, name, 5*time.Second); !errors.Is(err, agentsock.ErrNoAgent) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("wal-push through pg_wal/walship/agent.sock: %v", err)
+	}
+	if _, err := r.stored(name); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.Getwd(); now != pgdata || wd == pgdata {
+		t.Fatalf("working directory %s", now)
+	}
+	// A second agent sees the first through the long path too.
+	b := &Agent{Shipper: r.shipper(1), Repo: r.repo}
+	if err := b.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "already serving") {
+		t.Fatalf("second agent: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	done <- nil
+	if _, err := os.Stat(filepath.Join(r.walDir, "walship", "agent.sock")); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
 	}
 }
