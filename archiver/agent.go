@@ -32,6 +32,90 @@ type Agent struct {
 	retryAt map[string]time.Time
 	fails   map[string]int
 	conns   map[net.Conn]bool // connections being served
+
+	running      bool
+	pushing      int // pushes running now, for the scan or for wal-push
+	lastPushed   string
+	lastPushedAt time.Time
+	lastErr      error
+	lastErrFile  string
+	lastErrAt    time.Time
+}
+
+// Status is what an agent reports about itself: what an instance manager
+// serves and exports as metrics.
+type Status struct {
+	Running bool // Run is listening and shipping
+	// Queue: files PostgreSQL marked ready that are not shipped yet, those
+	// being pushed included. InFlight: pushes running now.
+	Queue, InFlight int
+	// The file last pushed (or found already stored), and when.
+	LastPushed   string
+	LastPushedAt time.Time
+	// The last push that failed, for the scan or for wal-push: its file,
+	// error and time. A later success does not clear it; compare the times.
+	LastErrorFile string
+	LastError     string
+	LastErrorAt   time.Time
+	// Repository is the ID of the repository instance whose identity the
+	// agent last read and accepted for its configuration, at IdentityReadAt;
+	// "" before the first push or when the last check failed (RepositoryError
+	// then says why). ConditionalWrites: the store was shown to refuse a
+	// second conditional write, so no two writers can overwrite a segment.
+	Repository        string
+	IdentityReadAt    time.Time
+	RepositoryError   string
+	ConditionalWrites bool
+	// Proven: both of the above hold.
+	Proven bool
+}
+
+// Status reports the agent's state; safe to call at any time, from any
+// goroutine, also before Run or after it returned.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	st := Status{
+		Running:       a.running,
+		InFlight:      a.pushing,
+		LastPushed:    a.lastPushed,
+		LastPushedAt:  a.lastPushedAt,
+		LastErrorFile: a.lastErrFile,
+		LastErrorAt:   a.lastErrAt,
+	}
+	if a.lastErr != nil {
+		st.LastError = a.lastErr.Error()
+	}
+	a.mu.Unlock()
+	for _, name := range a.Shipper.Ready() {
+		if !a.Shipper.Shipped(name) {
+			st.Queue++
+		}
+	}
+	var err error
+	st.Repository, st.IdentityReadAt, st.ConditionalWrites, err = a.Shipper.RepositoryProof()
+	if err != nil {
+		st.RepositoryError = err.Error()
+	}
+	st.Proven = st.Repository != "" && st.ConditionalWrites
+	return st
+}
+
+// push pushes name, counting it in flight and recording its outcome.
+func (a *Agent) push(ctx context.Context, name string) error {
+	a.mu.Lock()
+	a.pushing++
+	a.mu.Unlock()
+	err := a.Shipper.Push(ctx, name)
+	a.mu.Lock()
+	a.pushing--
+	switch {
+	case err == nil:
+		a.lastPushed, a.lastPushedAt = name, time.Now()
+	case ctx.Err() == nil:
+		a.lastErr, a.lastErrFile, a.lastErrAt = err, name, time.Now()
+	}
+	a.mu.Unlock()
+	return err
 }
 
 // Run listens and ships until ctx is cancelled. It returns only once every
@@ -52,6 +136,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.mu.Lock()
+	a.running = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.running = false
+		a.mu.Unlock()
+	}()
 	a.Shipper.Log.Info("agent listening", "socket", sock, "repository", a.Shipper.Store.String(), "parallel", a.Shipper.Parallel)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -76,7 +168,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for range a.Shipper.Parallel {
 		wg.Go(func() {
 			for name := range work {
-				err := a.Shipper.Push(ctx, name)
+				err := a.push(ctx, name)
 				a.mu.Lock()
 				delete(a.inFlight, name)
 				if err != nil && ctx.Err() == nil {
@@ -172,7 +264,7 @@ func (a *Agent) handle(ctx context.Context, conn net.Conn) {
 		reply = agentsock.Reply(fmt.Errorf("the agent is configured for %s, but this wal-push for %s: the repository, its endpoint or its encryption or repository key settings differ; give both the same settings", a.Repo, repo))
 	default:
 		// Push shares an upload already running for this name.
-		reply = agentsock.Reply(a.Shipper.Push(ctx, name))
+		reply = agentsock.Reply(a.push(ctx, name))
 	}
 	conn.Write([]byte(reply))
 }

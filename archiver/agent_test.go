@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -198,5 +199,70 @@ func TestAgentServesALongDataDirectory(t *testing.T) {
 	done <- nil
 	if _, err := os.Stat(filepath.Join(r.walDir, "walship", "agent.sock")); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+func TestAgentStatus(t *testing.T) {
+	r := newRig(t)
+	var names []string
+	for i := 1; i <= 3; i++ {
+		names = append(names, pg.Segment{Timeline: 1, Seg: uint32(i)}.Name())
+		r.segment(names[i-1], 7, uint64(i))
+	}
+	a := &Agent{Shipper: r.shipper(2), Repo: r.repo, Poll: 10 * time.Millisecond}
+	st := a.Status()
+	if st.Running || st.Queue != 3 || st.InFlight != 0 || st.LastPushed != "" || st.Proven || st.Repository != "" {
+		t.Fatalf("before Run: %+v", st)
+	}
+	// Safe for concurrent use: poll it all along (go test -race).
+	polling, stopPolling := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(polling)
+		for {
+			select {
+			case <-stopPolling:
+				return
+			default:
+				a.Status()
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	defer func() { close(stopPolling); <-polling }()
+
+	before := time.Now()
+	stop := startAgent(t, a)
+	deadline := time.Now().Add(10 * time.Second)
+	for st = a.Status(); st.Queue > 0 || st.InFlight > 0; st = a.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not ship: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !st.Running || !slices.Contains(names, st.LastPushed) || st.LastPushedAt.Before(before) {
+		t.Errorf("after shipping: %+v", st)
+	}
+	if st.Repository == "" || st.IdentityReadAt.Before(before) || !st.ConditionalWrites || !st.Proven || st.RepositoryError != "" {
+		t.Errorf("repository not proven: %+v", st)
+	}
+	if st.LastError != "" {
+		t.Errorf("error without a failure: %+v", st)
+	}
+
+	bad := "000000010000000000000010"
+	r.file(bad, []byte("not wal at all, not wal at all, not wal at all, not wal at all."))
+	agentsock.Ask(r.walDir, r.repo, bad, 5*time.Second)
+	st = a.Status()
+	if st.LastErrorFile != bad || !strings.Contains(st.LastError, "not a WAL segment") || st.LastErrorAt.Before(before) {
+		t.Errorf("after a failed push: %+v", st)
+	}
+	if st.Queue != 1 {
+		t.Errorf("the failing file is queued: %+v", st)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st = a.Status(); st.Running || st.InFlight != 0 {
+		t.Errorf("after Run returned: %+v", st)
 	}
 }
