@@ -3,6 +3,7 @@ package archiver
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -40,12 +41,53 @@ type Agent struct {
 	lastErr      error
 	lastErrFile  string
 	lastErrAt    time.Time
+	paused       bool
+	idle         chan struct{} // closed when pushing drops to 0, for Pause
+}
+
+// ErrPaused answers a wal-push while archiving is paused: PostgreSQL keeps
+// the file and asks again later.
+var ErrPaused = errors.New("the walship agent has paused archiving (a switchover may be under way); PostgreSQL will retry this file")
+
+// Pause stops the agent from starting any push, for its own scan or for a
+// wal-push (answered with ErrPaused), and returns once the pushes under way
+// have finished: from then on the agent writes nothing to the repository
+// until Resume. If ctx ends first, Pause returns its error and the agent
+// stays paused, with pushes possibly still finishing. Pausing before Run, or
+// twice, is fine.
+func (a *Agent) Pause(ctx context.Context) error {
+	a.mu.Lock()
+	a.paused = true
+	for a.pushing > 0 {
+		if a.idle == nil {
+			a.idle = make(chan struct{})
+		}
+		idle := a.idle
+		a.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		a.mu.Lock()
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// Resume lets a paused agent ship again; its next scan picks up what
+// PostgreSQL marked ready meanwhile.
+func (a *Agent) Resume() {
+	a.mu.Lock()
+	a.paused = false
+	a.mu.Unlock()
 }
 
 // Status is what an agent reports about itself: what an instance manager
 // serves and exports as metrics.
 type Status struct {
 	Running bool // Run is listening and shipping
+	Paused  bool // see Pause
 	// Queue: files PostgreSQL marked ready that are not shipped yet, those
 	// being pushed included. InFlight: pushes running now.
 	Queue, InFlight int
@@ -76,6 +118,7 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	st := Status{
 		Running:       a.running,
+		Paused:        a.paused,
 		InFlight:      a.pushing,
 		LastPushed:    a.lastPushed,
 		LastPushedAt:  a.lastPushedAt,
@@ -103,11 +146,19 @@ func (a *Agent) Status() Status {
 // push pushes name, counting it in flight and recording its outcome.
 func (a *Agent) push(ctx context.Context, name string) error {
 	a.mu.Lock()
+	if a.paused {
+		a.mu.Unlock()
+		return ErrPaused
+	}
 	a.pushing++
 	a.mu.Unlock()
 	err := a.Shipper.Push(ctx, name)
 	a.mu.Lock()
 	a.pushing--
+	if a.pushing == 0 && a.idle != nil {
+		close(a.idle)
+		a.idle = nil
+	}
 	switch {
 	case err == nil:
 		a.lastPushed, a.lastPushedAt = name, time.Now()
@@ -171,7 +222,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				err := a.push(ctx, name)
 				a.mu.Lock()
 				delete(a.inFlight, name)
-				if err != nil && ctx.Err() == nil {
+				if err != nil && ctx.Err() == nil && !errors.Is(err, ErrPaused) {
 					a.fails[name]++
 					wait := min(time.Duration(1<<min(a.fails[name], 8))*100*time.Millisecond, 30*time.Second)
 					a.retryAt[name] = time.Now().Add(wait)
@@ -208,7 +259,11 @@ func (a *Agent) dispatch(ctx context.Context, work chan<- string) {
 	for _, name := range a.Shipper.Ready() {
 		a.mu.Lock()
 		busy := a.inFlight[name] || time.Now().Before(a.retryAt[name])
+		paused := a.paused
 		a.mu.Unlock()
+		if paused {
+			return
+		}
 		// Has, not Matches: a stale entry is caught when PostgreSQL asks.
 		if busy || a.Shipper.Shipped(name) {
 			continue

@@ -15,7 +15,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/walship/walship/internal/agentsock"
+	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/pg"
+	"github.com/walship/walship/internal/storage"
 )
 
 func TestAgentShipsReadyFilesAndAnswersWalPush(t *testing.T) {
@@ -264,5 +266,92 @@ func TestAgentStatus(t *testing.T) {
 	}
 	if st = a.Status(); st.Running || st.InFlight != 0 {
 		t.Errorf("after Run returned: %+v", st)
+	}
+}
+
+// gatedStore holds the upload of one key until released.
+type gatedStore struct {
+	storage.Store
+	key     string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedStore) Put(ctx context.Context, key string, body []byte, opts storage.PutOptions) error {
+	if key == g.key {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Store.Put(ctx, key, body, opts)
+}
+
+// A switchover pauses archiving: Pause returns once the pushes under way
+// are done, and until Resume nothing is shipped, by the scan or for wal-push.
+func TestAgentPause(t *testing.T) {
+	r := newRig(t)
+	first, second := pg.Segment{Timeline: 1, Seg: 1}.Name(), pg.Segment{Timeline: 1, Seg: 2}.Name()
+	key, _ := catalog.WALKey(first)
+	gate := &gatedStore{Store: r.store, key: key, entered: make(chan struct{}), release: make(chan struct{})}
+	sh := r.shipper(2)
+	sh.Store = gate
+	a := &Agent{Shipper: sh, Repo: r.repo, Poll: 10 * time.Millisecond}
+	r.segment(first, 7, 1)
+	startAgent(t, a)
+	<-gate.entered // first is being uploaded
+
+	paused := make(chan error, 1)
+	go func() { paused <- a.Pause(context.Background()) }()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-paused:
+		t.Fatalf("Pause returned while a push was under way: %v", err)
+	default:
+	}
+	if st := a.Status(); !st.Paused || st.InFlight != 1 {
+		t.Fatalf("pausing: %+v", st)
+	}
+	// Paused: wal-push is told to come back later.
+	r.segment(second, 7, 2)
+	if err := agentsock.Ask(r.walDir, r.repo, second, 5*time.Second); err == nil || !strings.Contains(err.Error(), "paused archiving") {
+		t.Fatalf("wal-push while paused: %v", err)
+	}
+	close(gate.release)
+	if err := <-paused; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.stored(first); err != nil {
+		t.Fatalf("the push under way did not complete: %v", err)
+	}
+	// Nor does the scan ship anything.
+	time.Sleep(100 * time.Millisecond)
+	if _, err := r.stored(second); err == nil {
+		t.Fatal("shipped while paused")
+	}
+	if st := a.Status(); st.InFlight != 0 || st.Queue != 1 || st.LastError != "" {
+		t.Fatalf("paused: %+v", st)
+	}
+	// Pausing again returns at once, also with a cancelled context.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	a.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := r.stored(second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not shipped after Resume: %+v", a.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := agentsock.Ask(r.walDir, r.repo, second, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Status(); st.Paused {
+		t.Fatalf("resumed: %+v", st)
 	}
 }
