@@ -178,23 +178,25 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.Poll = 200 * time.Millisecond
 	}
 	a.mu.Lock()
+	if a.running {
+		a.mu.Unlock()
+		return errors.New("this agent is already running")
+	}
+	a.running = true
 	a.inFlight = map[string]bool{}
 	a.retryAt, a.fails = map[string]time.Time{}, map[string]int{}
 	a.conns = map[net.Conn]bool{}
-	a.mu.Unlock()
-	sock := agentsock.Path(a.Shipper.WALDir)
-	ln, err := listenUnix(sock)
-	if err != nil {
-		return err
-	}
-	a.mu.Lock()
-	a.running = true
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
 		a.running = false
 		a.mu.Unlock()
 	}()
+	sock := agentsock.Path(a.Shipper.WALDir)
+	ln, err := listenUnix(sock)
+	if err != nil {
+		return err
+	}
 	a.Shipper.Log.Info("agent listening", "socket", sock, "repository", a.Shipper.Store.String(), "parallel", a.Shipper.Parallel)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -283,7 +285,17 @@ func (a *Agent) serve(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) 
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			// Out of file descriptors, say: wal-push waits or ships itself.
+			a.Shipper.Log.Warn("agent: accepting a connection failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		a.mu.Lock()
 		if ctx.Err() != nil {

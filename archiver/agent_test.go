@@ -129,6 +129,9 @@ func TestAgentRunReturnsAfterItsGoroutines(t *testing.T) {
 	}
 	a := &Agent{Shipper: r.shipper(3), Repo: r.repo, Poll: 10 * time.Millisecond}
 	stop := startAgent(t, a)
+	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("Run twice at once: %v", err)
+	}
 	if err := agentsock.Ask(r.walDir, r.repo, pg.Segment{Timeline: 1, Seg: 1}.Name(), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
