@@ -172,7 +172,8 @@ func TestAgentServesALongDataDirectory(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	wait := sync.OnceValue(func() error { return <-done })
+	defer func() { cancel(); wait() }()
 
 	t.Chdir(pgdata) // as PostgreSQL runs archive_command
 	name := pg.Segment{Timeline: 1, Seg: 1}.Name()
@@ -198,10 +199,9 @@ func TestAgentServesALongDataDirectory(t *testing.T) {
 		t.Fatalf("second agent: %v", err)
 	}
 	cancel()
-	if err := <-done; err != nil {
+	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	done <- nil
 	if _, err := os.Stat(filepath.Join(r.walDir, "walship", "agent.sock")); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
 	}
