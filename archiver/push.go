@@ -57,6 +57,9 @@ type Shipper struct {
 	// conditional: the store was shown to refuse a second conditional
 	// write; otherwise puts check before and read back after (storage.PutNew).
 	conditional bool
+	// idErr is why the last reading or check of the identity failed; nil
+	// once it succeeds.
+	idErr error
 }
 
 // identityTTL is how long a long-running shipper (the agent) trusts the
@@ -274,7 +277,8 @@ func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint
 	defer s.idMu.Unlock()
 	if s.id != nil && time.Since(s.idRead) < identityTTL {
 		if s.id.SystemID != systemID {
-			return catalog.WrongSystem(s.Store, s.id.SystemID, systemID)
+			s.idErr = catalog.WrongSystem(s.Store, s.id.SystemID, systemID)
+			return s.idErr
 		}
 		return nil
 	}
@@ -298,6 +302,7 @@ func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint
 		}
 	}
 	if err != nil {
+		s.idErr = err
 		return err
 	}
 	return s.setIdentity(id)
@@ -341,13 +346,14 @@ func (s *Shipper) currentJournal(ctx context.Context) (*Journal, error) {
 	}
 	id, err := catalog.LoadIdentity(ctx, s.Store)
 	if errors.Is(err, storage.ErrNotFound) {
-		s.id, s.journal, s.encoder = nil, nil, nil
+		s.id, s.journal, s.encoder, s.idErr = nil, nil, nil, nil
 		return nil, nil
 	}
 	if err == nil {
 		err = id.CheckWriter(s.protection())
 	}
 	if err != nil {
+		s.idErr = err
 		return nil, err
 	}
 	if err := s.setIdentity(id); err != nil {
@@ -375,8 +381,22 @@ func (s *Shipper) setIdentity(id catalog.Identity) error {
 		s.conditional = s.proveConditionalWrites(j)
 	}
 	s.encoder = id.Encoder(s.Encoder, s.protection())
-	s.id, s.idRead = &id, time.Now()
+	s.id, s.idRead, s.idErr = &id, time.Now(), nil
 	return nil
+}
+
+// RepositoryProof tells what this shipper has proven about its repository:
+// the ID of the repository instance whose identity it last read and accepted
+// for this configuration ("" before that, when the store holds none yet, or
+// when the last reading or check failed: then err says why), when it read
+// it, and whether the store was shown to refuse a second conditional write.
+func (s *Shipper) RepositoryProof() (id string, readAt time.Time, conditional bool, err error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.id != nil && s.idErr == nil {
+		id, readAt = s.id.ID(), s.idRead
+	}
+	return id, readAt, s.conditional, s.idErr
 }
 
 // proveConditionalWrites tells whether the store refuses a second

@@ -28,20 +28,28 @@ WALSHIP_* settings as archive_command.`,
 			if _, err := os.Stat(filepath.Join(c.pgdata, "PG_VERSION")); err != nil {
 				return fmt.Errorf("%s is not a PostgreSQL data directory (no PG_VERSION)", c.pgdata)
 			}
-			// Work from the data directory, as PostgreSQL runs archive_command:
-			// the socket path stays short whatever the directory's length.
-			if err := os.Chdir(c.pgdata); err != nil {
-				return err
-			}
-			sh, err := c.shipper(cmd.Context(), "pg_wal")
+			// wal-push names the socket, and its key files, relative to the
+			// data directory, where PostgreSQL runs archive_command; the
+			// agent keeps its working directory and resolves them there.
+			target := c.agentTarget()
+			c.keyFile, c.repoKeyFile = underDir(c.pgdata, c.keyFile), underDir(c.pgdata, c.repoKeyFile)
+			sh, err := c.shipper(cmd.Context(), filepath.Join(c.pgdata, "pg_wal"))
 			if err != nil {
 				return err
 			}
-			a := &archiver.Agent{Shipper: sh, Repo: c.agentTarget()}
+			a := &archiver.Agent{Shipper: sh, Repo: target}
 			return a.Run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVarP(&c.pgdata, "pgdata", "D", "", "PostgreSQL data directory")
 	cmd.Flags().IntVar(&c.walParallel, "parallel", 4, "files uploaded at once")
 	return cmd
+}
+
+// underDir is path as seen from dir: unchanged when absolute or empty.
+func underDir(dir, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
 }
