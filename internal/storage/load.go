@@ -52,33 +52,19 @@ func Load(ctx context.Context, st Store, key string, fn func(io.Reader) error, o
 	for _, o := range opts {
 		o(&c)
 	}
-	budget, maxAttempts := retryPolicy(st)
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := loadOnce(ctx, st, key, fn)
+	isRead := func(err error) bool {
 		var rerr *ReadError
-		if err == nil || !errors.As(err, &rerr) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("reading %s from %s: %w (after %d attempt%s; last error: %v)", key, st, ctx.Err(), attempt, plural(attempt), err)
-		}
-		delay := backoff(attempt)
-		if attempt >= maxAttempts || time.Since(start)+delay > budget {
-			return fmt.Errorf("reading %s from %s was interrupted %d time%s in %v, giving up: %w",
-				key, st, attempt, plural(attempt), time.Since(start).Round(time.Millisecond), err)
-		}
-		if c.onRetry != nil {
-			c.onRetry(attempt, err)
-		}
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("reading %s from %s: %w (after %d attempt%s; last error: %v)", key, st, ctx.Err(), attempt, plural(attempt), err)
-		case <-timer.C:
-		}
+		return errors.As(err, &rerr)
 	}
+	end, err := policyOf(st).run(ctx, isRead, c.onRetry, func() error { return loadOnce(ctx, st, key, fn) })
+	switch {
+	case end.cancelled != nil:
+		return fmt.Errorf("reading %s from %s: %w (after %d attempt%s; last error: %v)", key, st, end.cancelled, end.attempts, plural(end.attempts), err)
+	case end.gaveUp:
+		return fmt.Errorf("reading %s from %s was interrupted %d time%s in %v, giving up: %w",
+			key, st, end.attempts, plural(end.attempts), end.elapsed.Round(time.Millisecond), err)
+	}
+	return err
 }
 
 func loadOnce(ctx context.Context, st Store, key string, fn func(io.Reader) error) error {
@@ -105,12 +91,12 @@ func (l *loadReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// retryPolicy finds the retry wrapper under st (through stores that
-// Unwrap to the one they wrap) and returns its budget and attempts.
-func retryPolicy(st Store) (time.Duration, int) {
+// policyOf finds the retry wrapper under st (through stores that Unwrap
+// to the one they wrap) and returns its policy; Open's defaults without one.
+func policyOf(st Store) policy {
 	for st != nil {
 		if r, ok := st.(*retryStore); ok {
-			return r.budget, r.maxAttempts
+			return r.policy
 		}
 		u, ok := st.(interface{ Unwrap() Store })
 		if !ok {
@@ -118,5 +104,5 @@ func retryPolicy(st Store) (time.Duration, int) {
 		}
 		st = u.Unwrap()
 	}
-	return DefaultRetryBudget, DefaultMaxAttempts
+	return newPolicy(DefaultRetryBudget, DefaultMaxAttempts)
 }
