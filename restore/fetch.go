@@ -65,7 +65,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 // download that broke off midway. Anything else (a damaged object, a wrong
 // key, a destination that cannot be written) will not heal and fails at once.
 func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error {
-	err := f.fetchOnce(ctx, key, name, dest, false)
+	err := f.fetchFile(ctx, key, name, dest, false)
 	var interrupted *storage.ReadError
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -109,13 +109,13 @@ func (f *Fetcher) confirmRepository(ctx context.Context) error {
 	return nil
 }
 
-// fetchOnce downloads one object into dest, fsynced only when durable,
+// fetchFile downloads one object into dest, fsynced only when durable,
 // through storage.Load: a download that breaks off starts again with a new
-// temporary file. restore_command's file needs no fsync: PostgreSQL makes
+// temporary file, for the foreground fetch and prefetch alike. restore_command's file needs no fsync: PostgreSQL makes
 // it durable itself when it keeps it. Spooled files need none either: the
 // spool is discarded when the machine has restarted since it was filled
 // (see sameBoot).
-func (f *Fetcher) fetchOnce(ctx context.Context, key, name, dest string, durable bool) error {
+func (f *Fetcher) fetchFile(ctx context.Context, key, name, dest string, durable bool) error {
 	dec := f.Decoder.WithMaxSize(maxWALFileSize(name))
 	return storage.Load(ctx, f.Store, key, func(r io.Reader) error {
 		_, err := dec.DecodeToFile(r, dest, name, durable)
@@ -208,7 +208,7 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 				os.WriteFile(sp.Inflight(next), nil, 0o600)
 				go func() {
 					key, _ := catalog.WALKey(next)
-					done <- result{next, f.fetchOnce(ctx, key, next, sp.Path(next), spool.MustSync())}
+					done <- result{next, f.fetchFile(ctx, key, next, sp.Path(next), spool.MustSync())}
 				}()
 			}
 		}
