@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"math/rand/v2"
 	"os"
 	"sort"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -22,7 +20,7 @@ import (
 // download fetches and decodes every object, jobs at a time, writing each
 // object's parts into their files at their offsets. A worker holds only
 // the decoder's buffers, never a whole object.
-func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Decoder, jobs int, budget time.Duration) error {
+func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Decoder, jobs int) error {
 	parts := make([][]target, len(l.m.Objects))
 	l.pending = make([]atomic.Int32, len(l.m.Files))
 	for i, f := range l.m.Files {
@@ -44,7 +42,7 @@ func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Deco
 		}
 		g.Go(func() error {
 			sort.Slice(parts[n], func(i, j int) bool { return parts[n][i].part.Offset < parts[n][j].part.Offset })
-			return l.fetchObject(gctx, st, dec, n, parts[n], budget)
+			return l.fetchObject(gctx, st, dec, n, parts[n])
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -54,50 +52,35 @@ func (l *layout) download(ctx context.Context, st storage.Store, dec *codec.Deco
 	return ctx.Err()
 }
 
-// fetchObject downloads object n into its files, retrying a download that
-// broke off midway (rewriting the same bytes is harmless) within budget.
-func (l *layout) fetchObject(ctx context.Context, st storage.Store, dec *codec.Decoder, n int, parts []target, budget time.Duration) error {
+// fetchObject downloads object n into its files. storage.Load retries a
+// download that broke off midway: the next attempt rewrites the same bytes
+// at the same offsets, which is harmless.
+func (l *layout) fetchObject(ctx context.Context, st storage.Store, dec *codec.Decoder, n int, parts []target) error {
 	obj := l.m.Objects[n]
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := l.fetchOnce(ctx, st, dec, obj, parts)
-		var midStream *codec.SourceError
-		switch {
-		case err == nil:
-			l.done.Add(obj.Size)
-			l.flush.wrote(obj.Size)
-			return l.verifyCompleted(parts)
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, storage.ErrNotFound):
-			return fmt.Errorf("object %s of backup %s is missing from %s: the backup cannot be restored; choose another one (walship backup list)", obj.Key, l.m.ID, st)
-		case errors.Is(err, codec.ErrCorrupt):
-			return fmt.Errorf("object %s of backup %s in %s is damaged: %w. The backup cannot be restored; choose another one (walship backup list)", obj.Key, l.m.ID, st, err)
-		case !errors.As(err, &midStream):
-			return fmt.Errorf("object %s of backup %s: %w", obj.Key, l.m.ID, err)
-		}
-		if time.Since(start) > budget {
-			return fmt.Errorf("downloading object %s of backup %s from %s was interrupted %d times over %s, giving up: %w",
-				obj.Key, l.m.ID, st, attempt, time.Since(start).Round(time.Second), err)
-		}
+	err := storage.Load(ctx, st, obj.Key, func(r io.Reader) error {
+		return l.writeObject(dec, obj, parts, r)
+	}, storage.OnRetry(func(attempt int, err error) {
 		l.log.Warn("download interrupted, retrying", "object", obj.Key, "attempt", attempt, "err", err)
-		sleep := time.Duration(rand.Int64N(int64(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)) + 1))
-		select {
-		case <-time.After(sleep):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	}))
+	switch {
+	case err == nil:
+		l.done.Add(obj.Size)
+		l.flush.wrote(obj.Size)
+		return l.verifyCompleted(parts)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("object %s of backup %s is missing from %s: the backup cannot be restored; choose another one (walship backup list)", obj.Key, l.m.ID, st)
+	case errors.Is(err, codec.ErrCorrupt):
+		return fmt.Errorf("object %s of backup %s in %s is damaged: %w. The backup cannot be restored; choose another one (walship backup list)", obj.Key, l.m.ID, st, err)
 	}
+	return fmt.Errorf("object %s of backup %s: %w", obj.Key, l.m.ID, err)
 }
 
-func (l *layout) fetchOnce(ctx context.Context, st storage.Store, dec *codec.Decoder, obj catalog.BackupObject, parts []target) error {
-	rc, err := st.Get(ctx, obj.Key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
+// writeObject decodes one download of obj from r into its parts.
+func (l *layout) writeObject(dec *codec.Decoder, obj catalog.BackupObject, parts []target, r io.Reader) error {
 	w := &partWriter{l: l, parts: parts}
-	h, err := dec.WithMaxSize(obj.Size).Decode(rc, w, obj.Key)
+	h, err := dec.WithMaxSize(obj.Size).Decode(r, w, obj.Key)
 	if cerr := w.close(); err == nil && cerr != nil {
 		err = cerr
 	}

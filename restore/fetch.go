@@ -7,8 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"time"
 
@@ -33,10 +33,7 @@ var ErrNoRepository = errors.New("no walship repository at this location")
 type Fetcher struct {
 	Store   storage.Store
 	Decoder *codec.Decoder
-	// Budget bounds the retries of a fetch that failed mid-stream (the store
-	// wrapper already retries opening). Default 1m.
-	Budget time.Duration
-	Log    *slog.Logger
+	Log     *slog.Logger
 	// SystemID, when set, is the database system recovery expects (restore
 	// writes it into restore_command): a repository of another system is
 	// an error, never "not found".
@@ -64,46 +61,25 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 	return f.fetchObject(ctx, key, name, dest)
 }
 
-// fetchObject downloads and decodes one object. The store wrapper already
-// retried opening it; here only a failure in the middle of the download is
-// retried, within the budget. Anything else (a damaged object, a wrong key, a
-// destination that cannot be written) will not heal and fails at once.
+// fetchObject downloads and decodes one object; storage.Load retries a
+// download that broke off midway. Anything else (a damaged object, a wrong
+// key, a destination that cannot be written) will not heal and fails at once.
 func (f *Fetcher) fetchObject(ctx context.Context, key, name, dest string) error {
-	budget := f.Budget
-	if budget == 0 {
-		budget = time.Minute
+	err := f.fetchFile(ctx, key, name, dest, false)
+	var interrupted *storage.ReadError
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		if err := f.confirmRepository(ctx); err != nil {
+			return fmt.Errorf("%s is not in %s, and that location is not the repository recovery expects: %w", name, f.Store, err)
+		}
+		return fmt.Errorf("%s: %w", name, ErrNotInArchive)
+	case errors.Is(err, codec.ErrCorrupt):
+		return fmt.Errorf("%s in %s (%s) is damaged or was altered, and cannot be used: %w. Restore it from another copy of the repository, or choose a recovery target before it",
+			name, f.Store, key, err)
+	case errors.As(err, &interrupted):
+		return fmt.Errorf("fetching %s: %w", name, err)
 	}
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := f.fetchOnce(ctx, key, name, dest, false)
-		var midStream *codec.SourceError
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, storage.ErrNotFound):
-			if err := f.confirmRepository(ctx); err != nil {
-				return fmt.Errorf("%s is not in %s, and that location is not the repository recovery expects: %w", name, f.Store, err)
-			}
-			return fmt.Errorf("%s: %w", name, ErrNotInArchive)
-		case errors.Is(err, codec.ErrCorrupt):
-			return fmt.Errorf("%s in %s (%s) is damaged or was altered, and cannot be used: %w. Restore it from another copy of the repository, or choose a recovery target before it",
-				name, f.Store, key, err)
-		case !errors.As(err, &midStream) || ctx.Err() != nil:
-			return err
-		}
-		if time.Since(start) > budget {
-			return fmt.Errorf("fetching %s from %s was interrupted %d times over %s, giving up: %w", name, f.Store, attempt, time.Since(start).Round(time.Second), err)
-		}
-		if f.Log != nil {
-			f.Log.Warn("download interrupted, retrying", "file", name, "attempt", attempt, "err", err)
-		}
-		sleep := time.Duration(rand.Int64N(int64(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)) + 1))
-		select {
-		case <-time.After(sleep):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return err
 }
 
 // confirmRepository proves that the store holds a walship repository, of the
@@ -133,18 +109,22 @@ func (f *Fetcher) confirmRepository(ctx context.Context) error {
 	return nil
 }
 
-// fetchOnce downloads one object into dest, fsynced only when durable.
-// restore_command's file needs no fsync: PostgreSQL makes it durable itself
-// when it keeps it. Spooled files need none either: the spool is discarded
-// when the machine has restarted since it was filled (see sameBoot).
-func (f *Fetcher) fetchOnce(ctx context.Context, key, name, dest string, durable bool) error {
-	rc, err := f.Store.Get(ctx, key)
-	if err != nil {
+// fetchFile downloads one object into dest, fsynced only when durable,
+// through storage.Load: a download that breaks off starts again with a new
+// temporary file, for the foreground fetch and prefetch alike. restore_command's file needs no fsync: PostgreSQL makes
+// it durable itself when it keeps it. Spooled files need none either: the
+// spool is discarded when the machine has restarted since it was filled
+// (see sameBoot).
+func (f *Fetcher) fetchFile(ctx context.Context, key, name, dest string, durable bool) error {
+	dec := f.Decoder.WithMaxSize(maxWALFileSize(name))
+	return storage.Load(ctx, f.Store, key, func(r io.Reader) error {
+		_, err := dec.DecodeToFile(r, dest, name, durable)
 		return err
-	}
-	defer rc.Close()
-	_, err = f.Decoder.WithMaxSize(maxWALFileSize(name)).DecodeToFile(rc, dest, name, durable)
-	return err
+	}, storage.OnRetry(func(attempt int, err error) {
+		if f.Log != nil {
+			f.Log.Warn("download interrupted, retrying", "file", name, "attempt", attempt, "err", err)
+		}
+	}))
 }
 
 // maxWALFileSize bounds what one archived file may decode to, so a crafted
@@ -228,7 +208,7 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 				os.WriteFile(sp.Inflight(next), nil, 0o600)
 				go func() {
 					key, _ := catalog.WALKey(next)
-					done <- result{next, f.fetchOnce(ctx, key, next, sp.Path(next), spool.MustSync())}
+					done <- result{next, f.fetchFile(ctx, key, next, sp.Path(next), spool.MustSync())}
 				}()
 			}
 		}

@@ -94,7 +94,7 @@ func TestOutageIsNotNotFound(t *testing.T) {
 	_, dest, _ := setup(t, 0)
 	// A store that fails every call as an outage would.
 	down := &storagetest.Store{Name: "s3://down", Rules: []*storagetest.Rule{{Err: errors.New("dial tcp 127.0.0.1:9: connection refused")}}}
-	f := &Fetcher{Store: down, Decoder: &codec.Decoder{}, Budget: 300 * time.Millisecond}
+	f := &Fetcher{Store: down, Decoder: &codec.Decoder{}}
 	err := f.Fetch(context.Background(), "000000010000000000000001", dest)
 	if err == nil || errors.Is(err, ErrNotInArchive) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("got %v", err)
@@ -117,8 +117,8 @@ func TestInterruptedDownloadIsRetried(t *testing.T) {
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, segs[name]) {
 		t.Fatal("bytes differ after retried download")
 	}
-	// Cut every time: fails within the budget, and never as "not found".
-	f = &Fetcher{Store: cutStore(st, 0), Decoder: &codec.Decoder{}, Budget: 300 * time.Millisecond}
+	// Cut every time: fails within the store's retry budget, and never as "not found".
+	f = &Fetcher{Store: cutStore(st, 0), Decoder: &codec.Decoder{}}
 	err := f.Fetch(context.Background(), name, dest+".2")
 	if err == nil || errors.Is(err, ErrNotInArchive) || errors.Is(err, codec.ErrCorrupt) || !strings.Contains(err.Error(), "interrupted") {
 		t.Fatalf("got %v", err)

@@ -90,7 +90,7 @@ func (l *layout) run(ctx context.Context, st storage.Store, dec *codec.Decoder, 
 		defer stop()
 	}
 	stopFlushing := fl.background()
-	err = l.download(ctx, st, dec, o.Jobs, o.Budget)
+	err = l.download(ctx, st, dec, o.Jobs)
 	stopFlushing()
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
@@ -37,10 +36,7 @@ type Options struct {
 	// Archive says what becomes of the source's WAL archiving in the
 	// restored configuration; the zero value is ArchiveOff.
 	Archive ArchiveMode
-	// Budget bounds the retries of an object whose download broke off
-	// midway (the store wrapper already retries opening it). Default 1m.
-	Budget time.Duration
-	Log    *slog.Logger
+	Log     *slog.Logger
 	// Progress, when set, is called about once a second while objects
 	// download, with the decoded bytes of the objects done and of all.
 	Progress func(done, total int64)
@@ -119,9 +115,6 @@ func DefaultJobs() int { return 2 * runtime.NumCPU() }
 func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Options) (*Result, error) {
 	if o.Jobs <= 0 {
 		o.Jobs = DefaultJobs()
-	}
-	if o.Budget <= 0 {
-		o.Budget = time.Minute
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

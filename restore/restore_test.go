@@ -386,7 +386,7 @@ func TestRestoreStoreFailures(t *testing.T) {
 	m := storeBackup(t, base, "20261125T100000Z", testEntries(filepath.Join(tmp, "orig")), "", 100)
 	key := m.Objects[1].Key
 	opts := func(dir string) Options {
-		return Options{PGData: dir, Jobs: 1, Budget: time.Second, Tablespaces: map[uint32]string{16385: filepath.Join(tmp, "ts-"+filepath.Base(dir))}}
+		return Options{PGData: dir, Jobs: 1, Tablespaces: map[uint32]string{16385: filepath.Join(tmp, "ts-"+filepath.Base(dir))}}
 	}
 
 	// The store fails while the object is fetched: the error names the object, nothing stays.

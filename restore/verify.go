@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -49,10 +48,9 @@ func (p Problem) String() string {
 
 // VerifyOptions says which backups to verify and how far.
 type VerifyOptions struct {
-	Backup   string        // an ID or "latest"; empty: every complete backup
-	ToLatest bool          // check WAL up to the newest archived segment, not only to the backup's stop
-	Jobs     int           // objects downloaded at once
-	Budget   time.Duration // how long to retry downloads that break off midway
+	Backup   string // an ID or "latest"; empty: every complete backup
+	ToLatest bool   // check WAL up to the newest archived segment, not only to the backup's stop
+	Jobs     int    // objects downloaded at once
 	Log      *slog.Logger
 }
 
@@ -121,7 +119,7 @@ func Verify(ctx context.Context, st storage.Store, dec *codec.Decoder, o VerifyO
 			return nil, err
 		}
 		o.Log.Info("verifying", "backup", m.ID, "objects", len(m.Objects), "files", len(m.Files))
-		c, err := verifyData(ctx, st, dec, m, o.Jobs, o.Budget, o.Log)
+		c, err := verifyData(ctx, st, dec, m, o.Jobs, o.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -296,7 +294,7 @@ func prevSegment(s pg.Segment, segSize uint32) pg.Segment {
 // that one worker decodes in order, so each file's checksum is computed
 // while streaming, and whose next objects download meanwhile; chains run
 // in parallel, and downloads take jobs slots in all.
-func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *catalog.Manifest, jobs int, budget time.Duration, log *slog.Logger) (*BackupCheck, error) {
+func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *catalog.Manifest, jobs int, log *slog.Logger) (*BackupCheck, error) {
 	c := &BackupCheck{ID: m.ID, Objects: len(m.Objects)}
 	var mu sync.Mutex
 	report := func(p Problem) { c.Problems = append(c.Problems, p) } // before the workers start
@@ -343,8 +341,8 @@ func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *ca
 	g.SetLimit(jobs)
 	for _, objs := range chains {
 		g.Go(func() error {
-			v := &chainVerifier{m: m, parts: parts, remaining: remaining, log: log, slots: slots}
-			n, err := v.retry(gctx, st, dec, objs, budget)
+			v := &chainVerifier{m: m, parts: parts, remaining: remaining, log: log, slots: slots, states: map[int]*fileState{}}
+			n, err := v.run(gctx, st, dec, objs)
 			mu.Lock()
 			defer mu.Unlock()
 			read += n
@@ -428,37 +426,6 @@ type chainVerifier struct {
 
 func (v *chainVerifier) report(p Problem) { v.problems = append(v.problems, p) }
 
-// retry runs the chain again from its first object when a download broke
-// off midway (the checksums of the files it was in cannot be rewound), as
-// long as the first attempt began less than budget ago.
-func (v *chainVerifier) retry(ctx context.Context, st storage.Store, dec *codec.Decoder, objs []int, budget time.Duration) (int64, error) {
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		v.reset(objs)
-		n, err := v.run(ctx, st, dec, objs)
-		var src *codec.SourceError
-		if err == nil || !errors.As(err, &src) || ctx.Err() != nil || time.Since(start) > budget {
-			return n, err
-		}
-		v.log.Warn("download interrupted, verifying the objects again", "object", v.m.Objects[objs[0]].Key, "attempt", attempt, "err", err)
-		select {
-		case <-time.After(time.Duration(min(attempt, 10)) * 200 * time.Millisecond):
-		case <-ctx.Done():
-			return n, ctx.Err()
-		}
-	}
-}
-
-// reset forgets what an attempt found.
-func (v *chainVerifier) reset(objs []int) {
-	v.states, v.problems = map[int]*fileState{}, nil
-	for _, n := range objs {
-		for _, t := range v.parts[n] {
-			v.remaining[t.file] = len(v.m.Files[t.file].Parts)
-		}
-	}
-}
-
 func (v *chainVerifier) run(ctx context.Context, st storage.Store, dec *codec.Decoder, objs []int) (int64, error) {
 	sort.Ints(objs)
 	ahead := v.prefetch(ctx, st, objs)
@@ -474,8 +441,7 @@ func (v *chainVerifier) run(ctx context.Context, st storage.Store, dec *codec.De
 		err := v.object(dec, n, ahead.take(i), w)
 		total += w.pos
 		if err != nil {
-			var src *codec.SourceError
-			if errors.As(err, &src) || (!errors.Is(err, storage.ErrNotFound) && !errors.Is(err, codec.ErrCorrupt)) {
+			if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, codec.ErrCorrupt) {
 				return total, fmt.Errorf("reading object %s of backup %s: %w", v.m.Objects[n].Key, v.m.ID, err)
 			}
 			// The parts not yet read cannot be checked.
@@ -551,7 +517,7 @@ func (v *chainVerifier) prefetch(ctx context.Context, st storage.Store, objs []i
 				p.started <- i
 				return
 			}
-			go func() { p.results[i] <- download(ctx, st, v.m.Objects[n]) }()
+			go func() { p.results[i] <- download(ctx, st, v.m.Objects[n], v.log) }()
 		}
 		p.started <- len(objs)
 	}()
@@ -581,20 +547,22 @@ func (p *prefetcher) stop() {
 
 // download reads a stored object into memory, bounded by the size the
 // manifest records (plus slack: a bigger object fails to decode anyway).
-// A read that breaks off is a SourceError, which a retry may cure.
-func download(ctx context.Context, st storage.Store, obj catalog.BackupObject) fetched {
-	rc, err := st.Get(ctx, obj.Key)
-	if err != nil {
-		return fetched{err: err}
-	}
-	defer rc.Close()
+// storage.Load reads it again when the read breaks off midway.
+func download(ctx context.Context, st storage.Store, obj catalog.BackupObject, log *slog.Logger) fetched {
 	limit := obj.StoredSize + 1<<20
 	if obj.StoredSize <= 0 {
 		limit = 64 << 20
 	}
-	data, err := io.ReadAll(io.LimitReader(rc, limit))
+	var data []byte
+	err := storage.Load(ctx, st, obj.Key, func(r io.Reader) error {
+		var err error
+		data, err = io.ReadAll(io.LimitReader(r, limit))
+		return err
+	}, storage.OnRetry(func(attempt int, err error) {
+		log.Warn("download interrupted, retrying", "object", obj.Key, "attempt", attempt, "err", err)
+	}))
 	if err != nil {
-		return fetched{err: &codec.SourceError{Err: err}}
+		return fetched{err: err}
 	}
 	return fetched{data: data}
 }

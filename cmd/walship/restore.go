@@ -62,7 +62,7 @@ in the environment of the server that recovers.`,
 			if o.RestoreCommand, err = c.restoreCommand(); err != nil {
 				return err
 			}
-			o.PGData, o.Log, o.Budget = c.pgdata, c.logger(), c.retryBudget
+			o.PGData, o.Log = c.pgdata, c.logger()
 			o.Archive = restore.ArchiveMode(archiveMode)
 			if progress.ToTerminal(os.Stderr) {
 				o.Progress = progressLine(time.Now())

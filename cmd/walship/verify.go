@@ -31,7 +31,7 @@ the exit status is 1 when there is any, 0 when everything verified.`,
 			if err != nil {
 				return err
 			}
-			o.Log, o.Budget = c.logger(), c.retryBudget
+			o.Log = c.logger()
 			rep, err := restore.Verify(cmd.Context(), st, dec, o)
 			if err != nil {
 				return fmt.Errorf("verify failed: %w", err)

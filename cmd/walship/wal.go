@@ -114,7 +114,7 @@ func runWalFetch(cmd *cobra.Command, c *config, name, dest, prefetchFor string, 
 	if err != nil {
 		return fmt.Errorf("cannot fetch %s: %w", name, err)
 	}
-	f := &restore.Fetcher{Store: st, Decoder: dec, Budget: c.retryBudget, Log: c.logger(), SystemID: systemID, Identity: id,
+	f := &restore.Fetcher{Store: st, Decoder: dec, Log: c.logger(), SystemID: systemID, Identity: id,
 		Spool: sp}
 	if prefetchFor != "" {
 		// Depth and parallelism differ: a few downloads at once saturate the

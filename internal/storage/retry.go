@@ -20,16 +20,12 @@ const (
 // at once when ctx is done. For Get only opening is retried: errors while
 // streaming the body reach the caller, who knows how much it consumed.
 func WithRetry(s Store, budget time.Duration, maxAttempts int) Store {
-	if maxAttempts < 1 {
-		maxAttempts = 1
-	}
-	return &retryStore{inner: s, budget: budget, maxAttempts: maxAttempts}
+	return &retryStore{inner: s, policy: newPolicy(budget, maxAttempts)}
 }
 
 type retryStore struct {
-	inner       Store
-	budget      time.Duration
-	maxAttempts int
+	inner  Store
+	policy policy
 }
 
 func (r *retryStore) String() string   { return r.inner.String() }
@@ -38,25 +34,67 @@ func (r *retryStore) Location() string { return Location(r.inner) }
 // do runs fn until it succeeds, fails for good, or the bounds are reached.
 // Giving up wraps the last error, so errors.Is still sees its cause.
 func (r *retryStore) do(ctx context.Context, op, key string, fn func(context.Context) error) error {
+	end, err := r.policy.run(ctx, IsTransient, nil, func() error { return fn(ctx) })
+	switch {
+	case end.cancelled != nil:
+		return fmt.Errorf("%s %s on %s: %w (after %d attempts; last error: %v)", op, key, r.inner, end.cancelled, end.attempts, err)
+	case end.gaveUp:
+		return fmt.Errorf("%s %s on %s: giving up after %d attempt%s in %v: %w",
+			op, key, r.inner, end.attempts, plural(end.attempts), end.elapsed.Round(time.Millisecond), err)
+	}
+	return err
+}
+
+// policy is walship's one way of retrying: exponential backoff with full
+// jitter, up to maxAttempts attempts, none starting after budget has
+// elapsed since the first one.
+type policy struct {
+	budget      time.Duration
+	maxAttempts int
+}
+
+func newPolicy(budget time.Duration, maxAttempts int) policy {
+	return policy{budget: budget, maxAttempts: max(maxAttempts, 1)}
+}
+
+// retryEnd says how a run that did not end with its last error ended.
+type retryEnd struct {
+	attempts  int
+	elapsed   time.Duration
+	cancelled error // the caller's context ended (its error)
+	gaveUp    bool  // the bounds were reached
+}
+
+// run calls fn until it succeeds, fails with an error retryable refuses,
+// the caller's context ends or the bounds are reached, calling onRetry
+// (when set) before each new attempt. It returns fn's last error, and how
+// the loop ended for the caller to word its message.
+func (p policy) run(ctx context.Context, retryable func(error) bool, onRetry func(attempt int, err error), fn func() error) (retryEnd, error) {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
-		if err == nil || !IsTransient(err) {
-			return err
+		err := fn()
+		end := retryEnd{attempts: attempt}
+		if err == nil || !retryable(err) {
+			return end, err
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s %s on %s: %w (after %d attempts; last error: %v)", op, key, r.inner, ctx.Err(), attempt, err)
+			end.cancelled = ctx.Err()
+			return end, err
 		}
 		delay := backoff(attempt)
-		if attempt >= r.maxAttempts || time.Since(start)+delay > r.budget {
-			return fmt.Errorf("%s %s on %s: giving up after %d attempt%s in %v: %w",
-				op, key, r.inner, attempt, plural(attempt), time.Since(start).Round(time.Millisecond), err)
+		if end.elapsed = time.Since(start); attempt >= p.maxAttempts || end.elapsed+delay > p.budget {
+			end.gaveUp = true
+			return end, err
+		}
+		if onRetry != nil {
+			onRetry(attempt, err)
 		}
 		timer := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("%s %s on %s: %w (after %d attempts; last error: %v)", op, key, r.inner, ctx.Err(), attempt, err)
+			end.cancelled = ctx.Err()
+			return end, err
 		case <-timer.C:
 		}
 	}

@@ -156,6 +156,10 @@ func (s *Store) DeleteMany(ctx context.Context, keys []string) error {
 	return s.Store.DeleteMany(ctx, keys)
 }
 
+// Unwrap returns the inner store, so that storage.Load finds the retry
+// policy of a store wrapped by Open under the faults.
+func (s *Store) Unwrap() storage.Store { return s.Store }
+
 func (s *Store) String() string {
 	if s.Name != "" || s.Store == nil {
 		return s.Name
