@@ -80,7 +80,7 @@ func (l *layout) fetchObject(ctx context.Context, st storage.Store, dec *codec.D
 // writeObject decodes one download of obj from r into its parts.
 func (l *layout) writeObject(dec *codec.Decoder, obj catalog.BackupObject, parts []target, r io.Reader) error {
 	w := &partWriter{l: l, parts: parts}
-	h, err := dec.WithMaxSize(obj.Size).Decode(r, w, obj.Key)
+	h, err := dec.WithMaxSize(obj.Size).Decode(r, codec.Destination(w), obj.Key)
 	if cerr := w.close(); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"filippo.io/age"
@@ -257,4 +258,32 @@ func TestDecodeToFileIsAtomic(t *testing.T) {
 	if !bytes.Equal(got, plain) {
 		t.Fatal("content differs")
 	}
+}
+
+// A destination that cannot be written (a full disk) is reported as that,
+// never as a damaged object, for every compression.
+func TestFullDiskIsNotDamage(t *testing.T) {
+	for _, c := range Compressions {
+		data := bytes.Repeat([]byte("0123456789abcdef"), 1<<18)
+		var obj bytes.Buffer
+		h := Header{Name: "x", Size: int64(len(data)), Checksum: Checksum(data)}
+		if err := (&Encoder{Compression: c}).Encode(&obj, h, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := (&Decoder{}).Decode(bytes.NewReader(obj.Bytes()), Destination(&fullDisk{}), "x")
+		if !errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: a full disk reported as %v", c, err)
+		}
+	}
+}
+
+// fullDisk takes 1 MiB, then fails as a full disk does.
+type fullDisk struct{ n int }
+
+func (f *fullDisk) Write(p []byte) (int, error) {
+	if f.n+len(p) > 1<<20 {
+		return 0, syscall.ENOSPC
+	}
+	f.n += len(p)
+	return len(p), nil
 }

@@ -302,6 +302,11 @@ func (c *sizeCap) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Destination wraps the writer Decode writes to, so that a failure to write
+// (a full disk) comes back as that failure and is never blamed on the
+// object as damage. DecodeToFile does it itself.
+func Destination(w io.Writer) io.Writer { return errWriter{w} }
+
 // writeError marks errors of the destination so they are not blamed on the object.
 type writeError struct{ error }
 
