@@ -275,30 +275,40 @@ func validateText(kind pg.Kind, data []byte) error {
 func (s *Shipper) checkSystem(ctx context.Context, systemID uint64, segSize uint32, claim bool) error {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
+	if !claim {
+		segSize = 0
+	}
+	if err := s.refreshIdentity(ctx, systemID, segSize); err != nil {
+		return err
+	}
+	switch {
+	case s.id == nil && s.RepoKey != nil:
+		return fmt.Errorf("%s has no identity record yet, and an authenticated object needs one: the first WAL segment archived creates it", s.Store)
+	case s.id != nil && s.id.SystemID != systemID:
+		s.idErr = catalog.WrongSystem(s.Store, s.id.SystemID, systemID)
+		return s.idErr
+	}
+	return nil
+}
+
+// refreshIdentity reads the repository's identity unless the one held is
+// fresh, checks that this configuration may write to it and opens its
+// journal. A repository without one is claimed for systemID when segSize
+// is known, else left without (s.id nil). Called with idMu held.
+func (s *Shipper) refreshIdentity(ctx context.Context, systemID uint64, segSize uint32) error {
 	if s.id != nil && time.Since(s.idRead) < identityTTL {
-		if s.id.SystemID != systemID {
-			s.idErr = catalog.WrongSystem(s.Store, s.id.SystemID, systemID)
-			return s.idErr
-		}
 		return nil
 	}
 	var id catalog.Identity
 	var err error
-	if claim {
+	if segSize != 0 {
 		id, err = catalog.EnsureIdentity(ctx, s.Store, systemID, segSize, s.protection())
-	} else {
-		id, err = catalog.LoadIdentity(ctx, s.Store)
-		switch {
-		case errors.Is(err, storage.ErrNotFound) && s.RepoKey != nil:
-			return fmt.Errorf("%s has no identity record yet, and an authenticated object needs one: the first WAL segment archived creates it", s.Store)
-		case errors.Is(err, storage.ErrNotFound):
-			return nil
-		case err == nil && id.SystemID != systemID:
-			err = catalog.WrongSystem(s.Store, id.SystemID, systemID)
-		case err == nil:
-			if err = id.CheckWriter(s.protection()); err != nil {
-				err = fmt.Errorf("%s: %w", s.Store, err)
-			}
+	} else if id, err = catalog.LoadIdentity(ctx, s.Store); errors.Is(err, storage.ErrNotFound) {
+		s.id, s.journal, s.encoder, s.idErr = nil, nil, nil, nil
+		return nil
+	} else if err == nil {
+		if err = id.CheckWriter(s.protection()); err != nil {
+			err = fmt.Errorf("%s: %w", s.Store, err)
 		}
 	}
 	if err != nil {
@@ -341,22 +351,7 @@ func (s *Shipper) segmentSizeInWALDir(systemID uint64) uint32 {
 func (s *Shipper) currentJournal(ctx context.Context) (*Journal, error) {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
-	if s.id != nil && time.Since(s.idRead) < identityTTL {
-		return s.journal, nil
-	}
-	id, err := catalog.LoadIdentity(ctx, s.Store)
-	if errors.Is(err, storage.ErrNotFound) {
-		s.id, s.journal, s.encoder, s.idErr = nil, nil, nil, nil
-		return nil, nil
-	}
-	if err == nil {
-		err = id.CheckWriter(s.protection())
-	}
-	if err != nil {
-		s.idErr = err
-		return nil, err
-	}
-	if err := s.setIdentity(id); err != nil {
+	if err := s.refreshIdentity(ctx, 0, 0); err != nil {
 		return nil, err
 	}
 	return s.journal, nil
