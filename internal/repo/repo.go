@@ -90,11 +90,24 @@ func (s Settings) Encoder() (*codec.Encoder, error) {
 	if err := codec.CheckCompression(s.Compression); err != nil {
 		return nil, err
 	}
-	rs, _, err := s.Keys()
+	enc, _, _, err := s.load()
+	return enc, err
+}
+
+// load reads the key material once: the encoder (its compression not
+// checked: readers need none), the protection and the identities that
+// decrypt.
+func (s Settings) load() (*codec.Encoder, catalog.Protection, []age.Identity, error) {
+	rs, ids, err := s.Keys()
 	if err != nil {
-		return nil, err
+		return nil, catalog.Protection{}, nil, err
 	}
-	return &codec.Encoder{Compression: s.Compression, Level: s.Level, Recipients: rs}, nil
+	key, err := s.Key()
+	if err != nil {
+		return nil, catalog.Protection{}, nil, err
+	}
+	enc := &codec.Encoder{Compression: s.Compression, Level: s.Level, Recipients: rs}
+	return enc, catalog.Protection{Encrypts: len(rs) > 0, Decrypts: len(ids) > 0, Key: key}, ids, nil
 }
 
 // Key is the secret of the repository key, nil without one.
@@ -116,15 +129,8 @@ func (s Settings) Key() ([]byte, error) {
 // Protection is what the settings hold to protect the repository, with the
 // identities that decrypt.
 func (s Settings) Protection() (catalog.Protection, []age.Identity, error) {
-	rs, ids, err := s.Keys()
-	if err != nil {
-		return catalog.Protection{}, nil, err
-	}
-	key, err := s.Key()
-	if err != nil {
-		return catalog.Protection{}, nil, err
-	}
-	return catalog.Protection{Encrypts: len(rs) > 0, Decrypts: len(ids) > 0, Key: key}, ids, nil
+	_, p, ids, err := s.load()
+	return p, ids, err
 }
 
 // AgentTarget names what a wal-push asks the agent to do: the repository
@@ -229,11 +235,10 @@ func (s Settings) Open(ctx context.Context) (*Repository, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc, err := s.Encoder()
-	if err != nil {
+	if err := codec.CheckCompression(s.Compression); err != nil {
 		return nil, err
 	}
-	p, ids, err := s.Protection()
+	enc, p, ids, err := s.load()
 	if err != nil {
 		return nil, err
 	}
