@@ -37,7 +37,7 @@ func ProveConditionalPut(ctx context.Context, st Store) (bool, error) {
 	case !errors.Is(err, ErrExists):
 		return false, fmt.Errorf("writing the conditional write probe a second time: %w", err)
 	}
-	same, err := holds(ctx, st, key, first)
+	same, err := Holds(ctx, st, key, first)
 	if err != nil {
 		return false, fmt.Errorf("reading the conditional write probe back: %w", err)
 	}
@@ -70,7 +70,7 @@ func PutNew(ctx context.Context, st Store, key string, data []byte, proven bool)
 	if err := st.Put(ctx, key, data, PutOptions{IfNotExists: true}); err != nil {
 		return err
 	}
-	same, err := holds(ctx, st, key, data)
+	same, err := Holds(ctx, st, key, data)
 	if err != nil {
 		return fmt.Errorf("reading %s back from %s after writing it: %w", key, st, err)
 	}
@@ -81,7 +81,7 @@ func PutNew(ctx context.Context, st Store, key string, data []byte, proven bool)
 }
 
 // holds reports whether the object under key is exactly want.
-func holds(ctx context.Context, st Store, key string, want []byte) (bool, error) {
+func Holds(ctx context.Context, st Store, key string, want []byte) (bool, error) {
 	rc, err := st.Get(ctx, key)
 	if err != nil {
 		return false, err
