@@ -111,10 +111,10 @@ func (f *Fetcher) confirmRepository(ctx context.Context) error {
 
 // fetchFile downloads one object into dest, fsynced only when durable,
 // through storage.Load: a download that breaks off starts again with a new
-// temporary file, for the foreground fetch and prefetch alike. restore_command's file needs no fsync: PostgreSQL makes
-// it durable itself when it keeps it. Spooled files need none either: the
-// spool is discarded when the machine has restarted since it was filled
-// (see sameBoot).
+// temporary file, for the foreground fetch and prefetch alike.
+// restore_command's file needs no fsync: PostgreSQL makes it durable itself
+// when it keeps it. Spooled files need it only when a restart cannot be told
+// (spool.MustSync); otherwise the spool is discarded after one.
 func (f *Fetcher) fetchFile(ctx context.Context, key, name, dest string, durable bool) error {
 	dec := f.Decoder.WithMaxSize(maxWALFileSize(name))
 	return storage.Load(ctx, f.Store, key, func(r io.Reader) error {
