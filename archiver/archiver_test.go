@@ -442,3 +442,23 @@ func (r *rig) freshJournalEntries() {
 		}
 	}
 }
+
+// A store that cannot be read fails a wal-push after one attempt to read
+// the identity, not once for the look-ahead and again for every push it
+// would start (each waiting through the retry budget).
+func TestPushReadsAnUnreadableIdentityOnce(t *testing.T) {
+	r := newRig(t)
+	for i := 1; i <= 4; i++ {
+		name := pg.Segment{Timeline: 1, Seg: uint32(i)}.Name()
+		r.segment(name, 7, uint64(i))
+	}
+	down := &storagetest.Rule{Op: storagetest.Get, Key: catalog.IdentityKey, Err: errors.New("store down")}
+	r.store = storagetest.Wrap(r.store, down)
+	err := r.shipper(4).PushWithLookahead(context.Background(), pg.Segment{Timeline: 1, Seg: 1}.Name())
+	if err == nil || !strings.Contains(err.Error(), "store down") {
+		t.Fatalf("push with the store down: %v", err)
+	}
+	if n := down.Calls(); n != 1 {
+		t.Errorf("the identity was read %d times, want once", n)
+	}
+}

@@ -476,8 +476,11 @@ func (s *Shipper) Ready() []string {
 // Only name's outcome decides the result; the others are best effort.
 func (s *Shipper) PushWithLookahead(ctx context.Context, name string) error {
 	// Read the identity first: the look-ahead skips what the journal of
-	// this repository instance lists. An error here is name's push's too.
-	s.currentJournal(ctx)
+	// this repository instance lists. An error here would be name's push's
+	// too, after a second wait through the retry budget: return it now.
+	if _, err := s.currentJournal(ctx); err != nil {
+		return err
+	}
 	var g errgroup.Group
 	g.SetLimit(s.Parallel)
 	var result error
