@@ -150,19 +150,15 @@ func (l *layout) openRoots() error {
 }
 
 func (l *layout) closeRoots() {
-	for _, fd := range append([]int{l.dataFD}, l.spacesFDs()...) {
+	closeFD := func(fd int) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 	}
-}
-
-func (l *layout) spacesFDs() []int {
-	fds := make([]int, len(l.spaces))
-	for i, sp := range l.spaces {
-		fds[i] = sp.fd
+	closeFD(l.dataFD)
+	for _, sp := range l.spaces {
+		closeFD(sp.fd)
 	}
-	return fds
 }
 
 // undo removes everything written: directories we created go entirely, the
