@@ -185,7 +185,7 @@ func (c *config) open(ctx context.Context) (*repo.Repository, error) {
 	return c.settings().Open(ctx)
 }
 
-var errNoRepo = errors.New("no repository configured: set WALSHIP_REPO or --repo to s3://bucket/prefix or file:///path")
+var errNoRepo = fmt.Errorf("%w: set WALSHIP_REPO or --repo to s3://bucket/prefix or file:///path", repo.ErrNoURL)
 
 func (c *config) openStore(ctx context.Context) (storage.Store, error) {
 	if c.repo == "" {
