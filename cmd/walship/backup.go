@@ -175,16 +175,8 @@ func printWindows(out io.Writer, ws []catalog.Window) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  TIMELINE\tFROM\tFROM LSN\tTO\tTO LSN\tLAST SEGMENT\tFROM BACKUP")
 	for _, w := range ws {
-		// When the archive ends with the backup's own last segment, that
-		// segment was stored before the backup recorded its stop time: the
-		// window is the backup's end alone, not a span that ends before it
-		// starts.
-		end := w.EndTime
-		if end.Before(w.StartTime) {
-			end = w.StartTime
-		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Timeline, w.StartTime.Format(time.RFC3339), w.StartLSN,
-			end.Format(time.RFC3339), w.EndLSN, w.EndWAL, w.Backup)
+			w.End().Format(time.RFC3339), w.EndLSN, w.EndWAL, w.Backup)
 	}
 	tw.Flush()
 }

@@ -54,6 +54,18 @@ type Window struct {
 	Complete bool `json:"complete"`
 }
 
+// End is when the window ends as a person should read it: EndTime, but
+// never before StartTime. When the archive ends with the backup's own last
+// segment, that segment was stored before the backup recorded its stop
+// time: the window is the backup's end alone, not a span that ends before
+// it starts.
+func (w Window) End() time.Time {
+	if w.EndTime.Before(w.StartTime) {
+		return w.StartTime
+	}
+	return w.EndTime
+}
+
 // HistoryEntry is one line of a timeline history file: timeline Parent
 // ended at Switch, where its child began.
 type HistoryEntry struct {

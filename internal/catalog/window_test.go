@@ -274,3 +274,20 @@ func TestWalkWALFolderByFolder(t *testing.T) {
 		t.Errorf("an error of fn: %v", err)
 	}
 }
+
+// A window whose last segment is the backup's own was stored before the
+// backup recorded its stop time; it must not read as ending before it
+// starts (backup list prints End).
+func TestWindowNeverEndsBeforeItStarts(t *testing.T) {
+	stop := time.Date(2026, 12, 1, 10, 0, 5, 0, time.UTC)
+	early := Window{Timeline: 1, Backup: "b1", StartLSN: "0/2000100", StartTime: stop,
+		EndWAL: "000000010000000000000002", EndLSN: "0/3000000", EndTime: stop.Add(-time.Second), Complete: true}
+	if !early.End().Equal(stop) {
+		t.Errorf("window at the backup's end: ends %s, want %s", early.End(), stop)
+	}
+	later := Window{Timeline: 2, Backup: "b1", StartLSN: "0/2000100", StartTime: stop,
+		EndWAL: "000000020000000000000009", EndLSN: "0/A000000", EndTime: stop.Add(time.Hour), Complete: true}
+	if !later.End().Equal(stop.Add(time.Hour)) {
+		t.Errorf("later window: ends %s, want %s", later.End(), stop.Add(time.Hour))
+	}
+}
