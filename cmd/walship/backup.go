@@ -1,11 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"runtime"
@@ -17,7 +16,6 @@ import (
 	"github.com/walship/walship/archiver"
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/progress"
-	"github.com/walship/walship/internal/storage"
 	"github.com/walship/walship/scheduler"
 )
 
@@ -52,7 +50,7 @@ wrote nothing for --incomplete-grace.`,
 				return err
 			}
 			o.PGData, o.Log = c.pgdata, c.logger()
-			cleanLeftovers(cmd.Context(), st, grace, o.Log)
+			scheduler.CleanLeftovers(cmd.Context(), st, grace, time.Now(), o.Log)
 			if progress.ToTerminal(os.Stderr) {
 				o.Progress = progressLine(time.Now())
 				defer fmt.Fprintln(os.Stderr)
@@ -83,18 +81,6 @@ wrote nothing for --incomplete-grace.`,
 	f.DurationVar(&grace, "incomplete-grace", scheduler.DefaultIncompleteGrace, "first delete backups without a manifest that wrote nothing for this long")
 	cmd.AddCommand(backupListCmd(c), backupShowCmd(c), backupDeleteCmd(c))
 	return cmd
-}
-
-// cleanLeftovers deletes the leftovers of incomplete backups; failing to
-// is no reason to skip the backup, so it only warns.
-func cleanLeftovers(ctx context.Context, st storage.Store, grace time.Duration, log *slog.Logger) {
-	gone, err := scheduler.CleanIncomplete(ctx, st, grace, time.Now())
-	for _, b := range gone {
-		log.Warn("deleted the leftovers of an incomplete backup", "id", b.ID, "objects", b.Objects, "last_write", b.LastWrite.Format(time.RFC3339))
-	}
-	if err != nil {
-		log.Warn("could not delete the leftovers of incomplete backups", "err", err)
-	}
 }
 
 // listedBackup is one element of backup list --json: the summary and the
@@ -250,12 +236,12 @@ func backupDeleteCmd(c *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !force {
-				if err := refuseNewest(cmd.Context(), st, args[0]); err != nil {
-					return err
-				}
+			err = scheduler.DeleteBackup(cmd.Context(), st, args[0], force)
+			var newest *scheduler.NewestBackupError
+			if errors.As(err, &newest) {
+				err = fmt.Errorf("%w: give --force to delete it anyway", err)
 			}
-			if err := catalog.DeleteBackup(cmd.Context(), st, args[0]); err != nil {
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "backup %s deleted\n", args[0])
@@ -264,26 +250,6 @@ func backupDeleteCmd(c *config) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "delete the backup even if it is the newest complete one")
 	return cmd
-}
-
-// refuseNewest refuses to delete the newest complete backup (by stop time,
-// as retention orders them): it is the newest one a restore can start from,
-// and without it recovery must replay WAL from an older one, if any.
-func refuseNewest(ctx context.Context, st storage.Store, id string) error {
-	list, _, err := catalog.ListBackups(ctx, st)
-	if err != nil {
-		return err
-	}
-	var newest *catalog.BackupSummary
-	for i := range list {
-		if newest == nil || !list[i].StopTime.Before(newest.StopTime) {
-			newest = &list[i]
-		}
-	}
-	if newest != nil && newest.ID == id {
-		return fmt.Errorf("backup %s is the newest complete backup, the newest one a restore can start from (%d complete backups in all): give --force to delete it anyway", id, len(list))
-	}
-	return nil
 }
 
 func orNothing(s string) string {
