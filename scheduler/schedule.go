@@ -28,7 +28,6 @@ import (
 //
 // Times are UTC. Backups run at most once a minute.
 type Schedule struct {
-	text  string
 	sched cron.Schedule
 }
 
@@ -91,7 +90,7 @@ func ParseSchedule(text string) (Schedule, error) {
 			return bad("@every %s is too often: backups run at most once a minute", c.Delay)
 		}
 	}
-	return Schedule{text: s, sched: sched}, nil
+	return Schedule{sched: sched}, nil
 }
 
 // anyDay is a day field written as "any day".
@@ -110,9 +109,6 @@ func questionMarks(fields []string) string {
 	}
 	return ""
 }
-
-// String is the schedule as written, with spaces normalised.
-func (s Schedule) String() string { return s.text }
 
 // Next is the first activation strictly after t.
 func (s Schedule) Next(t time.Time) time.Time { return s.sched.Next(t).UTC() }
