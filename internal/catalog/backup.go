@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -30,7 +29,7 @@ import (
 //	                            restorable; its absence means "incomplete".
 //	                            A codec object (compressed, encrypted with
 //	                            the backup's key, checksummed) holding the
-//	                            JSON; before December 2026, plain JSON.
+//	                            JSON.
 const BackupPrefix = "backups/"
 
 // BackupIDFormat makes IDs that sort by start time (UTC).
@@ -159,32 +158,17 @@ func LoadManifest(ctx context.Context, st storage.Store, dec *codec.Decoder, id 
 }
 
 // DecodeManifest reads the stored manifest of backup id from r: a codec
-// object (see EncodeManifest), or plain JSON for backups written before
-// December 2026.
+// object (see EncodeManifest).
 func DecodeManifest(r io.Reader, dec *codec.Decoder, id string) (*Manifest, error) {
-	src := bufio.NewReader(io.LimitReader(r, MaxManifestSize))
-	var js []byte
-	if first, err := src.Peek(1); err == nil && first[0] == '{' {
-		// Plain JSON is neither encrypted nor authenticated: a repository
-		// that requires either cannot have written it.
-		if dec.MACKey != nil || dec.RequireEncryption {
-			return nil, fmt.Errorf("the manifest of backup %s is plain JSON, but this repository's objects are encrypted or authenticated: %w", id, codec.ErrTampered)
+	var buf bytes.Buffer
+	if _, err := dec.WithMaxSize(MaxManifestSize).Decode(io.LimitReader(r, MaxManifestSize), &buf, ManifestKey(id)); err != nil {
+		if errors.Is(err, codec.ErrCorrupt) {
+			return nil, fmt.Errorf("the manifest of backup %s is damaged: %w", id, err)
 		}
-		if js, err = io.ReadAll(src); err != nil {
-			return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
-		}
-	} else {
-		var buf bytes.Buffer
-		if _, err := dec.WithMaxSize(MaxManifestSize).Decode(src, &buf, ManifestKey(id)); err != nil {
-			if errors.Is(err, codec.ErrCorrupt) {
-				return nil, fmt.Errorf("the manifest of backup %s is damaged: %w", id, err)
-			}
-			return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
-		}
-		js = buf.Bytes()
+		return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
 	}
 	var m Manifest
-	if err := json.Unmarshal(js, &m); err != nil {
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
 		return nil, fmt.Errorf("reading the manifest of backup %s: %w", id, err)
 	}
 	return &m, nil
@@ -222,10 +206,8 @@ func PutManifest(ctx context.Context, st storage.Store, enc *codec.Encoder, m *M
 	return st.Put(ctx, ManifestKey(m.ID), obj, storage.PutOptions{IfNotExists: true})
 }
 
-// LoadSummary reads the summary of complete backup id: its summary.json,
-// or for backups older than that file, the summary inside its manifest
-// (plain JSON then). storage.ErrNotFound when there is no complete backup
-// of that ID.
+// LoadSummary reads the summary of complete backup id: its summary.json.
+// storage.ErrNotFound when there is no complete backup of that ID.
 func LoadSummary(ctx context.Context, st storage.Store, id string) (BackupSummary, error) {
 	if !validID(id) {
 		return BackupSummary{}, fmt.Errorf("%q is not a backup ID (like 20261125T130405Z): see walship backup list", id)
@@ -244,11 +226,9 @@ func LoadSummary(ctx context.Context, st storage.Store, id string) (BackupSummar
 func loadSummary(ctx context.Context, st storage.Store, id string) (BackupSummary, error) {
 	rc, err := st.Get(ctx, SummaryKey(id))
 	if errors.Is(err, storage.ErrNotFound) {
-		m, err := LoadManifest(ctx, st, &codec.Decoder{}, id)
-		if err != nil {
-			return BackupSummary{}, err
-		}
-		return m.BackupSummary, nil
+		// PutManifest writes the summary first and DeleteBackup removes the
+		// manifest first: a complete backup always has one.
+		return BackupSummary{}, fmt.Errorf("backup %s in %s has a manifest but no summary (%s)", id, st, SummaryKey(id))
 	}
 	if err != nil {
 		return BackupSummary{}, err
