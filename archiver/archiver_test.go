@@ -3,8 +3,6 @@ package archiver
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -248,39 +246,6 @@ func TestJournalIsPerRepository(t *testing.T) {
 	r.store = second
 	if got, err := r.stored(name); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("second repository does not hold %s: %v", name, err)
-	}
-}
-
-// Objects stored before XXH3 carry only a SHA-256: an identical re-push must
-// still be recognised, and a different file still refused.
-func TestRepushAgainstLegacySHA256Object(t *testing.T) {
-	r := newRig(t)
-	name := "000000010000000000000003"
-	data := r.segment(name, 7, 1)
-	if err := r.shipper(1).Push(context.Background(), name); err != nil {
-		t.Fatal(err) // claims the repository
-	}
-	key, _ := catalog.WALKey(name)
-	sum := sha256.Sum256(data)
-	var obj bytes.Buffer
-	h := codec.Header{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
-	if err := (&codec.Encoder{}).Encode(&obj, h, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.store.Delete(context.Background(), key); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.store.Put(context.Background(), key, obj.Bytes(), storage.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r.freshJournal()
-	if err := r.shipper(1).Push(context.Background(), name); err != nil {
-		t.Fatalf("identical re-push over a SHA-256 object: %v", err)
-	}
-	r.freshJournal()
-	r.segment(name, 7, 2)
-	if err := r.shipper(1).Push(context.Background(), name); !errors.Is(err, ErrConflict) {
-		t.Fatalf("different file over a SHA-256 object: %v", err)
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -123,7 +121,7 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 		defer codec.Release(obj)
 	}
 	if errors.Is(err, storage.ErrExists) {
-		err = s.compareExisting(ctx, key, name, path, h)
+		err = s.compareExisting(ctx, key, name, h)
 	}
 	if err != nil {
 		return err
@@ -140,7 +138,7 @@ func (s *Shipper) push(ctx context.Context, name string) error {
 
 // compareExisting decides whether an object already under key holds the same
 // bytes (an identical re-push, fine) or others (refused, never overwritten).
-func (s *Shipper) compareExisting(ctx context.Context, key, name, path string, h codec.Header) error {
+func (s *Shipper) compareExisting(ctx context.Context, key, name string, h codec.Header) error {
 	rc, err := s.Store.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("%s is already archived but could not be read to compare: %w", name, err)
@@ -163,10 +161,6 @@ func (s *Shipper) compareExisting(ctx context.Context, key, name, path string, h
 		return fmt.Errorf("%s is already archived but the stored object is unreadable (%v); it was not overwritten: inspect %s in %s", name, err, key, s.Store)
 	}
 	stored, local := old.Checksum, h.Checksum
-	if stored == "" {
-		// Written before XXH3: compare SHA-256 of the local file instead.
-		stored, local = old.SHA256, fileSHA256(path)
-	}
 	if stored != "" && stored == local && old.Size == h.Size {
 		return nil
 	}
@@ -504,18 +498,4 @@ func (s *Shipper) PushWithLookahead(ctx context.Context, name string) error {
 	g.Wait()
 	s.PruneJournal()
 	return result
-}
-
-// fileSHA256 is the hex SHA-256 of a file, or "" when it cannot be read.
-func fileSHA256(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return ""
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

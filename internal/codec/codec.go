@@ -45,12 +45,9 @@ var errBadMagic = fmt.Errorf("%w: not a walship object (bad magic)", ErrCorrupt)
 
 // Header is stored in clear text at the front of every object.
 type Header struct {
-	Name     string `json:"name"`           // the file's name when it was stored
-	Size     int64  `json:"size"`           // size of the original bytes
-	Checksum string `json:"xxh3,omitempty"` // of the original bytes, see NewChecksum
-	// SHA256 is the checksum of objects written before XXH3 (November 2026);
-	// such objects are still verified with it.
-	SHA256      string `json:"sha256,omitempty"`
+	Name        string `json:"name"`           // the file's name when it was stored
+	Size        int64  `json:"size"`           // size of the original bytes
+	Checksum    string `json:"xxh3,omitempty"` // of the original bytes, see NewChecksum
 	Compression string `json:"compression"`
 	Encryption  string `json:"encryption,omitempty"` // "age" or empty
 	// MAC names the authentication trailer after the payload: macHMACSHA256

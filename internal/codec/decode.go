@@ -3,7 +3,6 @@ package codec
 import (
 	"bufio"
 	"cmp"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -194,9 +193,6 @@ func (x *decoding) decompress(payload io.Reader, dst io.Writer) error {
 	}
 	defer dr.Close()
 	sum, want := NewChecksum(), h.Checksum
-	if want == "" && h.SHA256 != "" {
-		sum, want = sha256.New(), h.SHA256
-	}
 	// The cap stops the decompressor within one block past Size: a crafted
 	// stream cannot fill the disk or memory behind dst.
 	out := &sizeCap{w: io.MultiWriter(dst, sum), left: h.Size}
