@@ -24,7 +24,7 @@ func checkCmd(c *config) *cobra.Command {
 			out := cmd.OutOrStdout()
 			step := func(name string, err error, detail string) error {
 				if err != nil {
-					fmt.Fprintf(out, "FAIL  %-11s %v\n", name, err)
+					fmt.Fprintf(out, "FAIL  %-11s %s\n", name, explain(err))
 					return fmt.Errorf("check failed at %s", name)
 				}
 				fmt.Fprintf(out, "ok    %-11s %s\n", name, detail)
