@@ -25,6 +25,10 @@ type Agent struct {
 	Shipper *Shipper
 	Repo    string        // the repository URL as configured; wal-push must name the same
 	Poll    time.Duration // how often archive_status is scanned; default 200ms
+	// Explain, when set, rewords the errors the agent answers wal-push
+	// with, as the program that asked words them (its names for the
+	// settings a message names: see fault.SettingError).
+	Explain func(error) error
 
 	mu       sync.Mutex
 	inFlight map[string]bool
@@ -331,7 +335,11 @@ func (a *Agent) handle(ctx context.Context, conn net.Conn) {
 		reply = agentsock.Reply(fmt.Errorf("the agent is configured for %s, but this wal-push for %s: the repository, its endpoint or its encryption or repository key settings differ; give both the same settings", a.Repo, repo))
 	default:
 		// Push shares an upload already running for this name.
-		reply = agentsock.Reply(a.push(ctx, name))
+		err := a.push(ctx, name)
+		if err != nil && a.Explain != nil {
+			err = a.Explain(err)
+		}
+		reply = agentsock.Reply(err)
 	}
 	conn.Write([]byte(reply))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
 	"github.com/walship/walship/internal/storage/storagetest"
@@ -106,7 +107,7 @@ func TestRepushIdenticalSucceedsConflictingFails(t *testing.T) {
 	original, _ := r.stored(name)
 	r.segment(name, 7, 2)
 	err := r.shipper(1).Push(context.Background(), name)
-	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "split brain") {
+	if !errors.Is(err, ErrConflict) || !errors.Is(err, fault.ErrConflict) || !strings.Contains(err.Error(), "split brain") {
 		t.Fatalf("conflicting push: %v", err)
 	}
 	if now, _ := r.stored(name); !bytes.Equal(now, original) {
@@ -142,7 +143,7 @@ func TestOtherSystemRefused(t *testing.T) {
 	other.store = r.store
 	other.segment("000000010000000000000002", 8, 1)
 	err := other.shipper(1).Push(context.Background(), "000000010000000000000002")
-	if !errors.Is(err, catalog.ErrWrongSystem) || !strings.Contains(err.Error(), "new, empty location") {
+	if !errors.Is(err, catalog.ErrWrongSystem) || !errors.Is(err, fault.ErrIdentityMismatch) || !strings.Contains(err.Error(), "new, empty location") {
 		t.Fatalf("got %v", err)
 	}
 	if _, err := other.stored("000000010000000000000002"); !errors.Is(err, storage.ErrNotFound) {

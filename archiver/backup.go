@@ -17,6 +17,7 @@ import (
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/internal/storage"
@@ -137,7 +138,7 @@ func (o BackupOptions) withDefaults() BackupOptions {
 func (r *backupRun) connect(ctx context.Context) error {
 	o, m := r.o, &r.m
 	if _, err := os.Stat(filepath.Join(o.PGData, "PG_VERSION")); err != nil {
-		return fmt.Errorf("%s is not a PostgreSQL data directory (no PG_VERSION): set PGDATA or --pgdata", o.PGData)
+		return fault.Settingf(pg.DataDir, "%s is not a PostgreSQL data directory (no PG_VERSION)", o.PGData)
 	}
 	diskID, err := pg.ControlSystemID(o.PGData)
 	if err != nil {
@@ -156,8 +157,8 @@ func (r *backupRun) connect(ctx context.Context) error {
 	}
 	m.SystemID, m.WALSegmentSize = uint64(sysID), uint32(segSize)
 	if m.SystemID != diskID {
-		return fmt.Errorf("the server you connected to is database system %d, but %s belongs to system %d: point PGHOST/PGPORT and PGDATA at the same server",
-			m.SystemID, o.PGData, diskID)
+		return fault.Mark(fault.Settingf(pg.Connection, "the server you connected to is database system %d, but %s belongs to system %d: point the %s and the %s at the same server",
+			m.SystemID, o.PGData, diskID, pg.Connection, pg.DataDir), fault.ErrIdentityMismatch)
 	}
 	if !pg.ValidSegmentSize(segSize) {
 		return fmt.Errorf("server reports wal_segment_size %d", segSize)

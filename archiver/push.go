@@ -23,12 +23,14 @@ import (
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
 )
 
-// ErrConflict: a different file is already stored under the same name.
-var ErrConflict = errors.New("a different file is already archived under this name")
+// ErrConflict: a different file is already stored under the same name. A
+// fault.ErrConflict.
+var ErrConflict = fault.Sentinel(fault.ErrConflict, "a different file is already archived under this name")
 
 // Shipper ships files from one pg_wal directory to one repository. It is safe
 // for concurrent use; concurrent pushes of the same name share one upload.

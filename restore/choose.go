@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 )
 
@@ -70,8 +71,8 @@ func TargetTimeline(a *catalog.Archive, b catalog.BackupSummary, spec string) (u
 	case "", "latest":
 		n := a.Latest(b.Timeline)
 		if _, ok := a.Reach(b, n); !ok {
-			return 0, fmt.Errorf("the latest timeline in the archive, %d, does not continue from backup %s (timeline %d, LSN %s): it branched off before the backup ended, so PostgreSQL would refuse to follow it. Use --target-timeline current, or a backup taken before the branch",
-				n, b.ID, b.Timeline, b.StopLSN)
+			return 0, fault.Settingf(SettingTargetTimeline, "the latest timeline in the archive, %d, does not continue from backup %s (timeline %d, LSN %s): it branched off before the backup ended, so PostgreSQL would refuse to follow it. Use %s current, or a backup taken before the branch",
+				n, b.ID, b.Timeline, b.StopLSN, SettingTargetTimeline)
 		}
 		return n, nil
 	case "current":
@@ -79,7 +80,7 @@ func TargetTimeline(a *catalog.Archive, b catalog.BackupSummary, spec string) (u
 	}
 	n, err := strconv.ParseUint(spec, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("--target-timeline %q: use latest, current or a timeline number", spec)
+		return 0, fault.Settingf(SettingTargetTimeline, "%s %q: use latest, current or a timeline number", SettingTargetTimeline, spec)
 	}
 	if _, ok := a.Reach(b, uint32(n)); !ok {
 		return 0, fmt.Errorf("timeline %d does not continue from backup %s (timeline %d, LSN %s): no history file in the archive leads there from it",

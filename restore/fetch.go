@@ -14,6 +14,7 @@ import (
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/spool"
 	"github.com/walship/walship/internal/storage"
@@ -21,13 +22,14 @@ import (
 
 // ErrNotInArchive: the repository really does not hold the file. Only this
 // may be reported to PostgreSQL as "not found" (exit 1): anything else would
-// make it end recovery early, at the wrong point.
-var ErrNotInArchive = errors.New("not in the archive")
+// make it end recovery early, at the wrong point. A fault.ErrNotFound.
+var ErrNotInArchive = fault.Sentinel(fault.ErrNotFound, "not in the archive")
 
 // ErrNoRepository: the location holds no repository (no identity record):
 // a volume not mounted, a wrong prefix or endpoint, a bucket that vanished.
 // A missing file there proves nothing, so it must not be ErrNotInArchive.
-var ErrNoRepository = errors.New("no walship repository at this location")
+// A fault.ErrRepositoryMissing.
+var ErrNoRepository = fault.Sentinel(fault.ErrRepositoryMissing, "no walship repository at this location")
 
 // Fetcher fetches archived WAL files.
 type Fetcher struct {

@@ -119,7 +119,7 @@ func (l *layout) prepareRoot(dir string, emptyIt bool) error {
 	}
 	l.roots = append(l.roots, root{dir: dir})
 	if emptyIt {
-		l.log.Warn("removing the existing contents (--delete-existing)", "dir", dir)
+		l.log.Warn("removing the existing contents, as asked", "dir", dir)
 		if err := removeContents(dir); err != nil {
 			return fmt.Errorf("emptying %s: %w", dir, err)
 		}

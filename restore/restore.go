@@ -15,6 +15,7 @@ import (
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -129,7 +130,7 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 		return nil, err
 	}
 	o.PGData = pgdata
-	if err := checkTarget(o.PGData, "data directory", o.DeleteExisting, "pass --delete-existing to replace what is there"); err != nil {
+	if err := checkTarget(o.PGData, "data directory", o.DeleteExisting, SettingDeleteExisting, "%s replaces what is there"); err != nil {
 		return nil, err
 	}
 
@@ -168,8 +169,8 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 		return nil, err
 	}
 	for _, sp := range spaces {
-		hint := fmt.Sprintf("restore the tablespace elsewhere with --tablespace %d=DIR", sp.oid)
-		if err := checkTarget(sp.location, fmt.Sprintf("location of tablespace %d", sp.oid), false, hint); err != nil {
+		if err := checkTarget(sp.location, fmt.Sprintf("location of tablespace %d", sp.oid), false,
+			SettingTablespaceLocation, "restore the tablespace elsewhere with %s"); err != nil {
 			return nil, err
 		}
 	}
@@ -193,8 +194,10 @@ func Restore(ctx context.Context, st storage.Store, dec *codec.Decoder, o Option
 }
 
 // checkTarget requires dir to be missing or an empty directory we may
-// write to (or, with deleteExisting, any directory no server runs on).
-func checkTarget(dir, what string, deleteExisting bool, hint string) error {
+// write to (or, with deleteExisting, any directory no server runs on). A
+// directory that is not empty is refused with hint, which names the
+// setting that would change that (a "%s" for it).
+func checkTarget(dir, what string, deleteExisting bool, setting fault.Setting, hint string) error {
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("%s %s: give an absolute path", what, dir)
 	}
@@ -224,8 +227,8 @@ func checkTarget(dir, what string, deleteExisting bool, hint string) error {
 		return nil
 	}
 	if !deleteExisting {
-		return fmt.Errorf("%s %s is not empty (it holds %s%s): restore needs an empty or missing directory; %s",
-			what, dir, ents[0].Name(), map[bool]string{true: fmt.Sprintf(" and %d more", len(ents)-1)}[len(ents) > 1], hint)
+		return fault.Settingf(setting, "%s %s is not empty (it holds %s%s): restore needs an empty or missing directory; "+hint,
+			what, dir, ents[0].Name(), map[bool]string{true: fmt.Sprintf(" and %d more", len(ents)-1)}[len(ents) > 1], setting)
 	}
 	if why := runningServer(dir); why != "" {
 		return fmt.Errorf("%s %s belongs to a running PostgreSQL server (%s): stop it first", what, dir, why)
@@ -279,11 +282,13 @@ func planTablespaces(m *catalog.Manifest, relocate map[uint32]string, pgdata str
 		}
 		loc = filepath.Clean(loc)
 		if overlap(loc, pgdata) {
-			return nil, fmt.Errorf("tablespace %d: location %s overlaps the data directory %s: give --tablespace %d=DIR outside it", f.Tablespace, loc, pgdata, f.Tablespace)
+			return nil, fault.Settingf(SettingTablespaceLocation, "tablespace %d: location %s overlaps the data directory %s: restore it elsewhere with %s outside it",
+				f.Tablespace, loc, pgdata, SettingTablespaceLocation)
 		}
 		for _, o := range out {
 			if overlap(loc, o.location) {
-				return nil, fmt.Errorf("tablespaces %d and %d would share %s: give each its own --tablespace OID=DIR", o.oid, f.Tablespace, loc)
+				return nil, fault.Settingf(SettingTablespaceLocation, "tablespaces %d and %d would share %s: restore one elsewhere with %s",
+					o.oid, f.Tablespace, loc, SettingTablespaceLocation)
 			}
 		}
 		out = append(out, tablespace{oid: f.Tablespace, link: f.Path, location: loc, fd: -1})
@@ -295,7 +300,8 @@ func planTablespaces(m *catalog.Manifest, relocate map[uint32]string, pgdata str
 				have = append(have, strconv.FormatUint(uint64(k), 10))
 			}
 			sort.Strings(have)
-			return nil, fmt.Errorf("--tablespace %d: backup %s has no tablespace with that OID (it has: %s)", oid, m.ID, strings.Join(append(have, "none")[:max(len(have), 1)], ", "))
+			return nil, fault.Settingf(SettingTablespaceLocation, "%s for tablespace %d: backup %s has no tablespace with that OID (it has: %s)",
+				SettingTablespaceLocation, oid, m.ID, strings.Join(append(have, "none")[:max(len(have), 1)], ", "))
 		}
 	}
 	return out, nil

@@ -357,7 +357,7 @@ func TestWindowCheckUsesChosenBackup(t *testing.T) {
 	m.Encryption = "age"
 	st.Delete(ctx, catalog.ManifestKey(m.ID))
 	catalog.PutManifest(ctx, st, &codec.Encoder{}, m)
-	if _, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir}); err == nil || !strings.Contains(err.Error(), "WALSHIP_ENCRYPTION_KEY_FILE") {
+	if _, err := Restore(ctx, st, &codec.Decoder{}, Options{PGData: dir}); !errors.Is(err, codec.ErrNoKey) || !strings.Contains(err.Error(), "no decryption key") {
 		t.Errorf("encrypted backup without a key: %v", err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
@@ -438,7 +438,7 @@ func TestRestoreTablespaceChecks(t *testing.T) {
 		relocate map[uint32]string
 		want     string
 	}{
-		{nil, "location of tablespace 16385 " + orig + " is not empty (it holds PG_15_202209061): restore needs an empty or missing directory; restore the tablespace elsewhere with --tablespace 16385=DIR"},
+		{nil, "location of tablespace 16385 " + orig + " is not empty (it holds PG_15_202209061): restore needs an empty or missing directory; restore the tablespace elsewhere with a new location"},
 		{map[uint32]string{16385: filepath.Join(dir, "ts")}, "overlaps the data directory"},
 		{map[uint32]string{16385: tmp}, "overlaps the data directory"},
 		{map[uint32]string{16385: "relative"}, "not an absolute path"},

@@ -50,7 +50,7 @@ func TestDeleteExistingRefusesAnsweringServer(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(pidFile), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		err := checkTarget(dir, "data directory", true, "")
+		err := checkTarget(dir, "data directory", true, SettingDeleteExisting, "%s replaces what is there")
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v; want the directory accepted", c.name, err)

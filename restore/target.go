@@ -1,12 +1,11 @@
 package restore
 
 import (
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 )
 
@@ -18,6 +17,23 @@ const (
 	TargetXID       = "xid"       // recovery_target_xid
 	TargetName      = "name"      // recovery_target_name (pg_create_restore_point)
 	TargetImmediate = "immediate" // recovery_target = 'immediate': as soon as consistent
+)
+
+// The settings restore's messages name (see fault.Setting): PostgreSQL's
+// own names for the recovery target, and restore's options.
+const (
+	SettingTargetTime      fault.Setting = "recovery_target_time"
+	SettingTargetLSN       fault.Setting = "recovery_target_lsn"
+	SettingTargetXID       fault.Setting = "recovery_target_xid"
+	SettingTargetName      fault.Setting = "recovery_target_name"
+	SettingTargetImmediate fault.Setting = "recovery_target = immediate"
+	SettingExclusive       fault.Setting = "recovery_target_inclusive = off"
+	SettingTargetTimeline  fault.Setting = "recovery_target_timeline"
+	SettingTargetAction    fault.Setting = "recovery_target_action"
+	// SettingDeleteExisting: Options.DeleteExisting.
+	SettingDeleteExisting fault.Setting = "deleting the existing contents"
+	// SettingTablespaceLocation: an entry of Options.Tablespaces.
+	SettingTablespaceLocation fault.Setting = "a new location"
 )
 
 // Target is a recovery target and what to do on reaching it.
@@ -60,15 +76,15 @@ func ParseTime(s string) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("--target-time %q is not a time: use RFC 3339 (2026-11-25T14:05:00Z) or PostgreSQL's form (2026-11-25 14:05:00.123456+00); without a zone it is UTC", s)
+	return time.Time{}, fault.Settingf(SettingTargetTime, "%s %q is not a time: use RFC 3339 (2026-11-25T14:05:00Z) or PostgreSQL's form (2026-11-25 14:05:00.123456+00); without a zone it is UTC", SettingTargetTime, s)
 }
 
 // ParseTarget checks the flags: at most one target, each well formed.
 func ParseTarget(f TargetFlags) (Target, error) {
 	t := Target{Exclusive: f.Exclusive, Timeline: f.Timeline, Action: f.Action}
-	var given []string
+	var given []any
 	if f.Time != "" {
-		given = append(given, "--target-time")
+		given = append(given, SettingTargetTime)
 		tm, err := ParseTime(f.Time)
 		if err != nil {
 			return t, err
@@ -76,37 +92,39 @@ func ParseTarget(f TargetFlags) (Target, error) {
 		t.Kind, t.Time = TargetTime, tm
 	}
 	if f.LSN != "" {
-		given = append(given, "--target-lsn")
+		given = append(given, SettingTargetLSN)
 		lsn, err := pg.ParseLSN(f.LSN)
 		if err != nil {
-			return t, fmt.Errorf("--target-lsn: %w", err)
+			return t, fault.Settingf(SettingTargetLSN, "%s: %w", SettingTargetLSN, err)
 		}
 		t.Kind, t.LSN = TargetLSN, lsn
 	}
 	if f.XID != "" {
-		given = append(given, "--target-xid")
+		given = append(given, SettingTargetXID)
 		xid, err := strconv.ParseUint(f.XID, 10, 64)
 		if err != nil || xid < 3 { // 0-2 are PostgreSQL's special transaction IDs
-			return t, fmt.Errorf("--target-xid %q is not a transaction ID (a number of 3 or more, as txid_current() returns)", f.XID)
+			return t, fault.Settingf(SettingTargetXID, "%s %q is not a transaction ID (a number of 3 or more, as txid_current() returns)", SettingTargetXID, f.XID)
 		}
 		t.Kind, t.XID = TargetXID, xid
 	}
 	if f.Name != "" {
-		given = append(given, "--target-name")
+		given = append(given, SettingTargetName)
 		if len(f.Name) >= 64 {
-			return t, fmt.Errorf("--target-name is %d bytes long; restore point names have at most 63", len(f.Name))
+			return t, fault.Settingf(SettingTargetName, "%s is %d bytes long; restore point names have at most 63", SettingTargetName, len(f.Name))
 		}
 		t.Kind, t.Name = TargetName, f.Name
 	}
 	if f.Immediate {
-		given = append(given, "--target-immediate")
+		given = append(given, SettingTargetImmediate)
 		t.Kind = TargetImmediate
 	}
 	if len(given) > 1 {
-		return t, fmt.Errorf("%s given together: choose one recovery target", strings.Join(given, " and "))
+		together := strings.Repeat(" and %s", len(given))[len(" and "):]
+		return t, fault.Settingf(given[0].(fault.Setting), together+" given together: choose one recovery target", given...)
 	}
 	if t.Exclusive && t.Kind != TargetTime && t.Kind != TargetLSN && t.Kind != TargetXID {
-		return t, errors.New("--exclusive applies to --target-time, --target-lsn and --target-xid only")
+		return t, fault.Settingf(SettingExclusive, "%s applies to %s, %s and %s only",
+			SettingExclusive, SettingTargetTime, SettingTargetLSN, SettingTargetXID)
 	}
 	if err := checkTimeline(t.Timeline); err != nil {
 		return t, err
@@ -116,7 +134,7 @@ func ParseTarget(f TargetFlags) (Target, error) {
 		t.Action = "promote"
 	case "promote", "pause", "shutdown":
 	default:
-		return t, fmt.Errorf("--target-action %q: use promote, pause or shutdown", t.Action)
+		return t, fault.Settingf(SettingTargetAction, "%s %q: use promote, pause or shutdown", SettingTargetAction, t.Action)
 	}
 	return t, nil
 }
@@ -127,7 +145,7 @@ func checkTimeline(s string) error {
 		return nil
 	}
 	if n, err := strconv.ParseUint(s, 10, 32); err != nil || n == 0 {
-		return fmt.Errorf("--target-timeline %q: use latest, current or a timeline number (1, 2, ...)", s)
+		return fault.Settingf(SettingTargetTimeline, "%s %q: use latest, current or a timeline number (1, 2, ...)", SettingTargetTimeline, s)
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 package restore
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/walship/walship/internal/catalog"
+	"github.com/walship/walship/internal/fault"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -47,16 +49,22 @@ func TestParseTarget(t *testing.T) {
 		{TargetFlags{XID: "-5"}, "not a transaction ID"},
 		{TargetFlags{XID: "2"}, "not a transaction ID"},
 		{TargetFlags{Name: strings.Repeat("x", 64)}, "at most 63"},
-		{TargetFlags{Time: "2026-11-25T14:05:00Z", LSN: "0/1"}, "--target-time and --target-lsn given together"},
-		{TargetFlags{XID: "10", Name: "a", Immediate: true}, "--target-xid and --target-name and --target-immediate given together"},
-		{TargetFlags{Name: "a", Exclusive: true}, "--exclusive applies to"},
-		{TargetFlags{Timeline: "newest"}, "--target-timeline"},
-		{TargetFlags{Timeline: "0"}, "--target-timeline"},
-		{TargetFlags{Action: "stop"}, "--target-action"},
+		{TargetFlags{Time: "2026-11-25T14:05:00Z", LSN: "0/1"}, "recovery_target_time and recovery_target_lsn given together"},
+		{TargetFlags{XID: "10", Name: "a", Immediate: true}, "recovery_target_xid and recovery_target_name and recovery_target = immediate given together"},
+		{TargetFlags{Name: "a", Exclusive: true}, "recovery_target_inclusive = off applies to"},
+		{TargetFlags{Timeline: "newest"}, "recovery_target_timeline"},
+		{TargetFlags{Timeline: "0"}, "recovery_target_timeline"},
+		{TargetFlags{Action: "stop"}, "recovery_target_action"},
 	}
 	for _, b := range bad {
-		if _, err := ParseTarget(b.f); err == nil || !strings.Contains(err.Error(), b.want) {
+		_, err := ParseTarget(b.f)
+		if err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("ParseTarget(%+v) error = %v; want one containing %q", b.f, err, b.want)
+		}
+		// cmd/walship names the flag instead: the setting must be known.
+		var se *fault.SettingError
+		if !errors.As(err, &se) {
+			t.Errorf("ParseTarget(%+v) error = %v: not a *fault.SettingError", b.f, err)
 		}
 	}
 }

@@ -4,7 +4,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
 )
@@ -24,6 +24,13 @@ import (
 // object every few seconds, and waits at most its --wal-timeout (5 minutes
 // by default) for its last WAL segment.
 const DefaultIncompleteGrace = time.Hour
+
+// The settings retention's messages name (see fault.Setting).
+const (
+	SettingKeep            fault.Setting = "keep count"      // Policy.Keep
+	SettingRecoveryWindow  fault.Setting = "recovery window" // Policy.Window
+	SettingIncompleteGrace fault.Setting = "grace period of incomplete backups"
+)
 
 // Policy is one retention policy: Keep or Window, never both.
 type Policy struct {
@@ -37,15 +44,15 @@ type Policy struct {
 func (p Policy) Check() error {
 	switch {
 	case p.Keep != 0 && p.Window != 0:
-		return errors.New("give one retention policy, not both: --keep N or --recovery-window D")
+		return fault.Settingf(SettingKeep, "give one retention policy, not both: %s N or %s D", SettingKeep, SettingRecoveryWindow)
 	case p.Keep == 0 && p.Window == 0:
-		return errors.New("no retention policy: give --keep N (keep the N newest backups) or --recovery-window D (e.g. 30d)")
+		return fault.Settingf(SettingKeep, "no retention policy: give %s N (keep the N newest backups) or %s D (e.g. 30d)", SettingKeep, SettingRecoveryWindow)
 	case p.Keep < 0:
-		return fmt.Errorf("--keep %d: keep at least 1 backup", p.Keep)
+		return fault.Settingf(SettingKeep, "%s %d: keep at least 1 backup", SettingKeep, p.Keep)
 	case p.Window < 0:
-		return fmt.Errorf("--recovery-window %s: the window must be positive", p.Window)
+		return fault.Settingf(SettingRecoveryWindow, "%s %s: the window must be positive", SettingRecoveryWindow, p.Window)
 	case p.IncompleteGrace <= 0:
-		return fmt.Errorf("--incomplete-grace %s: must be positive, or a running backup would be deleted", p.IncompleteGrace)
+		return graceError(p.IncompleteGrace)
 	}
 	return nil
 }
@@ -297,11 +304,15 @@ func Apply(ctx context.Context, st storage.Store, plan *Plan, log *slog.Logger) 
 	return nil
 }
 
+func graceError(grace time.Duration) error {
+	return fault.Settingf(SettingIncompleteGrace, "%s %s: must be positive, or a running backup would be deleted", SettingIncompleteGrace, grace)
+}
+
 // CleanIncomplete deletes the leftovers of incomplete backups that wrote
 // nothing for longer than grace (killed or failed backups), and returns them.
 func CleanIncomplete(ctx context.Context, st storage.Store, grace time.Duration, now time.Time) ([]catalog.IncompleteBackup, error) {
 	if grace <= 0 {
-		return nil, fmt.Errorf("--incomplete-grace %s: must be positive, or a running backup would be deleted", grace)
+		return nil, graceError(grace)
 	}
 	inc, err := catalog.ListIncomplete(ctx, st)
 	if err != nil {

@@ -37,7 +37,7 @@ WALSHIP_* settings as archive_command.`,
 			if err != nil {
 				return err
 			}
-			a := &archiver.Agent{Shipper: sh, Repo: target}
+			a := &archiver.Agent{Shipper: sh, Repo: target, Explain: explained}
 			return a.Run(cmd.Context())
 		},
 	}

@@ -21,7 +21,7 @@ func checkCmd(c *config) *cobra.Command {
 				case errors.Is(s.Err, repo.ErrNoURL):
 					fmt.Fprintf(out, "FAIL  %-11s %v\n", s.Name, errNoRepo) // with the flag to set
 				case s.Err != nil:
-					fmt.Fprintf(out, "FAIL  %-11s %v\n", s.Name, s.Err)
+					fmt.Fprintf(out, "FAIL  %-11s %s\n", s.Name, explain(s.Err))
 				case s.Warning:
 					fmt.Fprintf(out, "WARN  %-11s %s\n", s.Name, s.Detail)
 				default:

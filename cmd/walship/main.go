@@ -58,7 +58,7 @@ func main() {
 		code = exitFatal
 	}
 	if ee == nil || ee.err != errQuiet {
-		fmt.Fprintln(os.Stderr, "walship:", err)
+		fmt.Fprintln(os.Stderr, "walship:", explain(err))
 	}
 	os.Exit(code)
 }

@@ -82,7 +82,7 @@ into pg_wal/walship/prefetch, so PostgreSQL's next calls are served locally.`,
 				return nil
 			case errors.Is(err, restore.ErrNotInArchive):
 				if c.verbose {
-					fmt.Fprintln(os.Stderr, "walship:", err)
+					fmt.Fprintln(os.Stderr, "walship:", explain(err))
 				}
 				return &exitError{code: 1, err: errQuiet}
 			default:

@@ -12,6 +12,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
 )
@@ -69,8 +70,9 @@ func newRepositoryID() string {
 	return hex.EncodeToString(b)
 }
 
-// ErrWrongSystem: the repository belongs to another database system.
-var ErrWrongSystem = errors.New("repository belongs to another database system")
+// ErrWrongSystem: the repository belongs to another database system. A
+// fault.ErrIdentityMismatch.
+var ErrWrongSystem = fault.Sentinel(fault.ErrIdentityMismatch, "repository belongs to another database system")
 
 // LoadIdentity reads the identity; storage.ErrNotFound means a new repository.
 func LoadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
@@ -130,10 +132,11 @@ func OpenIdentity(ctx context.Context, st storage.Store, p Protection) (Identity
 }
 
 // WrongSystem is the error for a server of system got using a repository of
-// system owner: what is wrong and what to do.
+// system owner: what is wrong and what to do (a *fault.SettingError about
+// the repository's URL).
 func WrongSystem(st storage.Store, owner, got uint64) error {
-	return fmt.Errorf("%w: %s belongs to database system %d, but this server is system %d. "+
-		"Each database system needs its own repository: point WALSHIP_REPO at a new, empty location "+
+	return fault.Settingf(storage.RepositoryURL, "%w: %s belongs to database system %d, but this server is system %d. "+
+		"Each database system needs its own repository: point the %s at a new, empty location "+
 		"(every initdb creates a new system; a restored or streamed copy keeps its source's)",
-		ErrWrongSystem, st, owner, got)
+		ErrWrongSystem, st, owner, got, storage.RepositoryURL)
 }

@@ -16,6 +16,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // magic starts every object walship writes; the last byte is the format version.
@@ -25,20 +27,23 @@ var magic = []byte("WALSHIP\x01")
 const maxHeaderLen = 64 << 10
 
 // ErrCorrupt marks objects whose bytes do not decode to what their header
-// promises: truncated, altered, or not written by walship.
-var ErrCorrupt = errors.New("corrupt object")
+// promises: truncated, altered, or not written by walship. A
+// fault.ErrIntegrity.
+var ErrCorrupt = fault.Sentinel(fault.ErrIntegrity, "corrupt object")
 
 // ErrTampered marks objects refused because they cannot come from walship
 // writing with this repository's keys: unencrypted in an encrypted
 // repository, or without a valid authentication trailer. It is a kind of
 // ErrCorrupt (errors.Is(ErrTampered, ErrCorrupt) holds), so callers that stop
-// at damaged objects stop at these too.
+// at damaged objects stop at these too, and a fault.ErrIntegrity.
 var ErrTampered error = tamperedError{}
 
 type tamperedError struct{}
 
-func (tamperedError) Error() string        { return "tampered object" }
-func (tamperedError) Is(target error) bool { return target == ErrCorrupt }
+func (tamperedError) Error() string { return "tampered object" }
+func (tamperedError) Is(target error) bool {
+	return target == ErrCorrupt || target == fault.ErrIntegrity
+}
 
 // errBadMagic: the bytes are not a walship object at all.
 var errBadMagic = fmt.Errorf("%w: not a walship object (bad magic)", ErrCorrupt)

@@ -13,6 +13,8 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // ErrWrongKey: the configured identities cannot decrypt the object.
@@ -26,8 +28,17 @@ type SourceError struct{ Err error }
 func (e *SourceError) Error() string { return "reading object: " + e.Err.Error() }
 func (e *SourceError) Unwrap() error { return e.Err }
 
-// ErrNoKey: the object is encrypted and no identity was configured.
-var ErrNoKey = errors.New("object is encrypted but no decryption key is configured: set WALSHIP_ENCRYPTION_KEY_FILE (or --encryption-key-file) to the age identity file")
+// The settings codec's messages name (see fault.Setting).
+const (
+	// DecryptionKey: the age identities that decrypt objects.
+	DecryptionKey fault.Setting = "decryption key (an age identity)"
+	// EncryptionRecipient: the age public keys objects are encrypted for.
+	EncryptionRecipient fault.Setting = "encryption recipient"
+)
+
+// ErrNoKey: the object is encrypted and no identity was configured. A
+// *fault.SettingError about DecryptionKey.
+var ErrNoKey error = fault.Settingf(DecryptionKey, "object is encrypted but no %s is configured", DecryptionKey)
 
 // Decoder turns stored objects back into the original bytes. A Decoder is
 // safe for concurrent use; set a per-call limit with WithMaxSize.

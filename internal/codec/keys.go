@@ -2,13 +2,14 @@ package codec
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"filippo.io/age"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // Keys loads age keys for encryption and decryption. Error messages name the
@@ -23,7 +24,7 @@ func Keys(recipients, keyFile string) ([]age.Recipient, []age.Identity, error) {
 	for _, f := range strings.FieldsFunc(recipients, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
 		r, err := age.ParseX25519Recipient(f)
 		if err != nil {
-			return nil, nil, errors.New("WALSHIP_ENCRYPTION_RECIPIENT holds something that is not an age public key (age1...)")
+			return nil, nil, fault.Settingf(EncryptionRecipient, "the %s holds something that is not an age public key (age1...)", EncryptionRecipient)
 		}
 		rs = append(rs, r)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"filippo.io/age"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 var (
@@ -38,7 +40,7 @@ func TestRequireEncryptionRefusesPlainObjects(t *testing.T) {
 	plain := walLike(t, 64<<10)
 	dec := &Decoder{Identities: []age.Identity{id}, RequireEncryption: true}
 	_, err := decodeWith(dec, encodeWith(t, &Encoder{}, plain))
-	if !errors.Is(err, ErrTampered) || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "not encrypted") {
+	if !errors.Is(err, ErrTampered) || !errors.Is(err, ErrCorrupt) || !errors.Is(err, fault.ErrIntegrity) || !strings.Contains(err.Error(), "not encrypted") {
 		t.Errorf("plain object: want ErrTampered, got %v", err)
 	}
 	got, err := decodeWith(dec, encodeWith(t, &Encoder{Recipients: []age.Recipient{id.Recipient()}}, plain))

@@ -7,6 +7,17 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/walship/walship/internal/fault"
+)
+
+// The settings pg's callers' messages name (see fault.Setting).
+const (
+	// DataDir: the server's data directory.
+	DataDir fault.Setting = "data directory"
+	// Connection: how to reach the server (ConnOptions, and libpq's
+	// environment).
+	Connection fault.Setting = "PostgreSQL connection settings"
 )
 
 // ConnOptions override libpq's usual environment variables (PGHOST, PGPORT,
@@ -23,7 +34,7 @@ type ConnOptions struct {
 func Connect(ctx context.Context, o ConnOptions) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig("")
 	if err != nil {
-		return nil, fmt.Errorf("PostgreSQL connection settings (PGHOST, PGPORT, PGUSER, ...): %w", err)
+		return nil, fault.Settingf(Connection, "%s: %w", Connection, err)
 	}
 	if o.Host != "" {
 		cfg.Host, cfg.Fallbacks = o.Host, nil
@@ -43,8 +54,8 @@ func Connect(ctx context.Context, o ConnOptions) (*pgx.Conn, error) {
 	cfg.RuntimeParams["application_name"] = "walship"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to PostgreSQL at %s port %d as %s: %w (set PGHOST, PGPORT, PGUSER or --pghost, --pgport, --pguser)",
-			cfg.Host, cfg.Port, cfg.User, err)
+		return nil, fault.Settingf(Connection, "connecting to PostgreSQL at %s port %d as %s: %w; check the %s",
+			cfg.Host, cfg.Port, cfg.User, err, Connection)
 	}
 	return conn, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/walship/walship/internal/agentsock"
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/shorthash"
 	"github.com/walship/walship/internal/storage"
 )
@@ -110,14 +111,18 @@ func (s Settings) load() (*codec.Encoder, catalog.Protection, []age.Identity, er
 	return enc, catalog.Protection{Encrypts: len(rs) > 0, Decrypts: len(ids) > 0, Key: key}, ids, nil
 }
 
+// SettingRepoKeyFile is Settings.RepoKeyFile, as messages name it (see
+// fault.Setting).
+const SettingRepoKeyFile fault.Setting = "repository key file"
+
 // Key is the secret of the repository key, nil without one.
 func (s Settings) Key() ([]byte, error) {
 	switch {
 	case s.RepoKeyFile != "":
 		key, err := codec.LoadRepositoryKey(s.RepoKeyFile)
 		if err != nil {
-			// A key file is the CLI's setting: name it as the CLI does.
-			return nil, fmt.Errorf("%w (WALSHIP_REPO_KEY_FILE or --repo-key-file)", err)
+			// The message names the file; its caller says how it is set.
+			return nil, fault.Settingf(SettingRepoKeyFile, "%w", err)
 		}
 		return key, nil
 	case len(s.RepoKey) > 0:

@@ -187,7 +187,7 @@ func (f *fileStore) mapErr(op, p string, err error) error {
 func (f *fileStore) ioErr(op, p string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS):
-		return permanent(err, "cannot %s in repository %s: fix the directory's permissions or WALSHIP_REPO", op, f)
+		return permanentSetting(err, nil, RepositoryURL, "cannot %s in repository %s: fix the directory's permissions or the %s", op, f, RepositoryURL)
 	case errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR):
 		// S3 allows keys "a" and "a/b" together, a filesystem cannot.
 		return permanent(err, "cannot %s %s: an object and a directory of objects would share one name", op, p)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // ReadError is a failure of the body of an object Load opened (a dropped
@@ -61,8 +63,8 @@ func Load(ctx context.Context, st Store, key string, fn func(io.Reader) error, o
 	case end.cancelled != nil:
 		return fmt.Errorf("reading %s from %s: %w (after %d attempt%s; last error: %v)", key, st, end.cancelled, end.attempts, plural(end.attempts), err)
 	case end.gaveUp:
-		return fmt.Errorf("reading %s from %s was interrupted %d time%s in %v, giving up: %w",
-			key, st, end.attempts, plural(end.attempts), end.elapsed.Round(time.Millisecond), err)
+		return fault.Mark(fmt.Errorf("reading %s from %s was interrupted %d time%s in %v, giving up: %w",
+			key, st, end.attempts, plural(end.attempts), end.elapsed.Round(time.Millisecond), err), fault.ErrTransient)
 	}
 	return err
 }

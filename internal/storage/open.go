@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // Options configures Open. Zero values mean sensible defaults.
@@ -120,7 +122,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 
 func openBackend(ctx context.Context, rawURL string, opts Options) (Store, error) {
 	if rawURL == "" {
-		return nil, fmt.Errorf("no repository URL given (WALSHIP_REPO): %s", acceptedForms)
+		return nil, fault.Settingf(RepositoryURL, "no %s given: %s", RepositoryURL, acceptedForms)
 	}
 	if strings.HasPrefix(rawURL, "/") {
 		return newFileStore(rawURL)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"time"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // Backoff bounds: full jitter, each delay uniform in [0, min(cap, base*2^n)).
@@ -32,15 +34,16 @@ func (r *retryStore) String() string   { return r.inner.String() }
 func (r *retryStore) Location() string { return Location(r.inner) }
 
 // do runs fn until it succeeds, fails for good, or the bounds are reached.
-// Giving up wraps the last error, so errors.Is still sees its cause.
+// Giving up wraps the last error, so errors.Is still sees its cause, and is
+// a fault.ErrTransient.
 func (r *retryStore) do(ctx context.Context, op, key string, fn func(context.Context) error) error {
 	end, err := r.policy.run(ctx, IsTransient, nil, func() error { return fn(ctx) })
 	switch {
 	case end.cancelled != nil:
 		return fmt.Errorf("%s %s on %s: %w (after %d attempts; last error: %v)", op, key, r.inner, end.cancelled, end.attempts, err)
 	case end.gaveUp:
-		return fmt.Errorf("%s %s on %s: giving up after %d attempt%s in %v: %w",
-			op, key, r.inner, end.attempts, plural(end.attempts), end.elapsed.Round(time.Millisecond), err)
+		return fault.Mark(fmt.Errorf("%s %s on %s: giving up after %d attempt%s in %v: %w",
+			op, key, r.inner, end.attempts, plural(end.attempts), end.elapsed.Round(time.Millisecond), err), fault.ErrTransient)
 	}
 	return err
 }

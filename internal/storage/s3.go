@@ -31,6 +31,8 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // noCredentials is the whole advice for a credential chain that found nothing.
@@ -219,9 +221,10 @@ func (s *s3Store) mapErr(op, key string, err error) error {
 	case errors.As(err, &certErr):
 		return permanent(err, "the TLS certificate of S3 endpoint %s is not trusted: give its CA bundle (S3 CA file option) or fix the endpoint", s.endpoint())
 	case code == "NoSuchBucket":
-		return permanent(nil, "S3 bucket %q does not exist at %s: create it or fix WALSHIP_REPO", s.bucket, s.endpoint())
+		return permanentSetting(nil, []error{fault.ErrRepositoryMissing}, RepositoryURL,
+			"S3 bucket %q does not exist at %s: create it or fix the %s", s.bucket, s.endpoint(), RepositoryURL)
 	case code == "InvalidBucketName":
-		return permanent(err, "%q is not a valid S3 bucket name: fix WALSHIP_REPO", s.bucket)
+		return permanentSetting(err, nil, RepositoryURL, "%q is not a valid S3 bucket name: fix the %s", s.bucket, RepositoryURL)
 	case code == "PermanentRedirect" || code == "AuthorizationHeaderMalformed":
 		// AWS answers so when the bucket lives in another region.
 		return permanent(err, "S3 bucket %q is not reachable in region %q: set AWS_REGION to the bucket's region", s.bucket, s.client.Options().Region)

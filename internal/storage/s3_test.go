@@ -31,6 +31,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // minioClient is an independent S3 client, to set up buckets and to check
@@ -337,11 +339,13 @@ func TestS3(t *testing.T) {
 
 	t.Run("missing bucket", func(t *testing.T) {
 		s := openS3(t, "s3://no-such-bucket/p", s3Opts(m))
-		want := `S3 bucket "no-such-bucket" does not exist at ` + m.Endpoint + `: create it or fix WALSHIP_REPO`
+		want := `S3 bucket "no-such-bucket" does not exist at ` + m.Endpoint + `: create it or fix the repository URL`
 		check := func(op string, err error) {
 			t.Helper()
-			if !errors.Is(err, ErrPermanent) || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), want) {
-				t.Errorf("%s: %v\nwant permanent error containing %q", op, err, want)
+			var se *fault.SettingError
+			if !errors.Is(err, ErrPermanent) || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), want) ||
+				!errors.Is(err, fault.ErrRepositoryMissing) || !errors.As(err, &se) || se.Setting != RepositoryURL {
+				t.Errorf("%s: %v\nwant permanent error containing %q, a fault.ErrRepositoryMissing naming the repository URL", op, err, want)
 			}
 		}
 		check("put", s.Put(ctx, "k", []byte("x"), PutOptions{}))

@@ -8,15 +8,19 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/walship/walship/internal/fault"
 )
 
 // Sentinel errors every backend maps its own errors to, so callers can decide
 // without knowing which backend they talk to.
 var (
-	// ErrNotFound: the object does not exist. Never returned for a transient failure.
-	ErrNotFound = errors.New("object not found")
-	// ErrExists: a Put with IfNotExists found an object already under that key.
-	ErrExists = errors.New("object already exists")
+	// ErrNotFound: the object does not exist. Never returned for a transient
+	// failure. A fault.ErrNotFound.
+	ErrNotFound = fault.Sentinel(fault.ErrNotFound, "object not found")
+	// ErrExists: a Put with IfNotExists found an object already under that
+	// key. A fault.ErrConflict.
+	ErrExists = fault.Sentinel(fault.ErrConflict, "object already exists")
 	// ErrPermanent marks errors a retry cannot fix (bad credentials, missing bucket,
 	// access denied). Wrapped with a message that says what to do.
 	ErrPermanent = errors.New("permanent storage error")
