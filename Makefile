@@ -2,6 +2,8 @@
 #
 #   make demo    archive WAL from a throwaway PostgreSQL into a file:// repository
 #   make test    install what the tests need (PostgreSQL 15, MinIO, kube-apiserver), then vet and run every test
+#   make images  build the images a region runs (scripts/images.sh): walship, pause, CoreDNS, the provisioner
+#   make region  start a region (scripts/region.sh up $(REGION) --nodes $(NODES)); scripts/region.sh down a stops it
 #   make generate  regenerate deepcopy, CRDs and RBAC from api/v1 and controllers/ (controller-gen)
 #   make bench   compare walship with pgBackRest and barman-cloud: WAL archive and restore
 #                (bench/run.sh), then full backup and restore (bench/backup.sh)
@@ -18,7 +20,7 @@ TEST_TIMEOUT ?= 25m
 PKGS        ?= ./...
 BENCH_PARTS ?= wal backup
 
-.PHONY: build tools generate test demo bench fmt vet clean
+.PHONY: build tools generate test demo bench fmt vet clean images region
 
 # Two binaries: walship, and walship-k8s with the Kubernetes code, which
 # would triple the start-up CPU of every archive_command call (cmd/walship/kube.go).
@@ -33,6 +35,15 @@ tools:
 	bash scripts/ensure-minio.sh >/dev/null
 	bash scripts/ensure-kube.sh >/dev/null
 	bash scripts/ensure-controller-gen.sh >/dev/null
+
+REGION ?= a
+NODES  ?= 1
+
+images: build
+	bash scripts/images.sh >/dev/null
+
+region: images
+	bash scripts/region.sh up $(REGION) --nodes $(NODES)
 
 # generate rewrites api/v1/zz_generated.deepcopy.go, config/crd/bases and
 # config/rbac/role.yaml; a test fails when they are stale.

@@ -4,6 +4,9 @@
 #   scripts/install-deps.sh           PostgreSQL 15 (server, client, contrib) from Debian
 #   scripts/install-deps.sh --bench   also pgBackRest, barman-cli-cloud and zstd, for bench/
 #
+# Both also install what a region (scripts/region.sh) runs: containerd, runc,
+# the CNI plugins, nftables and conntrack, and mmdebstrap for its images.
+#
 # Idempotent: a second run installs nothing and takes well under a second.
 # Needs root, or sudo for a non-root user. Written for Debian 12 (bookworm).
 set -euo pipefail
@@ -60,6 +63,23 @@ if [ -x "$PG_BINDIR/postgres" ] && [ -x "$PG_BINDIR/pgbench" ]; then
 else
 	say "PostgreSQL 15 missing; installing"
 	apt_install postgresql-15 postgresql-contrib
+fi
+
+# The parts of a region's nodes, from Debian (DESIGN.md, "a region").
+missing=()
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+[ -x /usr/lib/cni/ptp ] || missing+=(containernetworking-plugins)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "${#missing[@]}" -eq 0 ]; then
+	say "containerd, runc, CNI plugins, nftables, conntrack and mmdebstrap present"
+else
+	say "region parts missing (${missing[*]}); installing"
+	apt_install "${missing[@]}"
 fi
 
 if [ "$bench" = true ]; then
