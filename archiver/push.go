@@ -27,6 +27,7 @@ import (
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/walshipdir"
 )
 
 // ErrConflict: a different file is already stored under the same name.
@@ -70,8 +71,8 @@ var identityTTL = time.Minute
 
 // NewShipper prepares a shipper for walDir (PostgreSQL's pg_wal).
 func NewShipper(st storage.Store, enc *codec.Encoder, walDir string, parallel int, log *slog.Logger) (*Shipper, error) {
-	if err := os.MkdirAll(filepath.Join(walDir, "walship"), 0o700); err != nil {
-		return nil, fmt.Errorf("preparing %s: %w", filepath.Join(walDir, "walship"), err)
+	if err := os.MkdirAll(walshipdir.Dir(walDir), 0o700); err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", walshipdir.Dir(walDir), err)
 	}
 	if parallel < 1 {
 		parallel = 1
