@@ -136,10 +136,7 @@ func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p 
 	plan.Expired, plan.Kept = append(plan.Expired, list[:first]...), append(plan.Kept, list[first:]...)
 
 	planIncomplete(inc, p, plan)
-	segSize := uint32(16 << 20)
-	if len(list) > 0 {
-		segSize = list[0].WALSegmentSize
-	}
+	segSize := catalog.SegmentSize(nil, list)
 	// One pass over the archive, a folder at a time: each object is kept
 	// or listed for deletion as it comes, and only the kept ones make up
 	// the archive that remains.

@@ -120,15 +120,11 @@ func backupListCmd(c *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dec, _, err := c.decoderFor(cmd.Context(), st)
+			dec, id, err := c.decoderFor(cmd.Context(), st)
 			if err != nil {
 				return err
 			}
-			segSize := uint32(16 << 20)
-			if len(list) > 0 {
-				segSize = list[0].WALSegmentSize
-			}
-			arch, err := catalog.LoadArchive(cmd.Context(), st, dec, segSize)
+			arch, err := catalog.LoadArchive(cmd.Context(), st, dec, catalog.SegmentSize(id, list))
 			if err != nil {
 				return err
 			}

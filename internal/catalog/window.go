@@ -64,6 +64,9 @@ type HistoryEntry struct {
 // Archive is what the repository holds of WAL: the runs of consecutive
 // segments of each timeline, and the timelines' histories. Runs, not
 // segments, so memory follows the gaps in the archive, not its length.
+// Segments are counted in SegSize, the database system's wal_segment_size
+// (see SegmentSize); an archive whose segment size is unknown (0) indexes
+// none, and reaches no window.
 type Archive struct {
 	SegSize  uint32
 	segments map[pg.Timeline][]segRun       // timeline -> runs, by first segment
@@ -115,6 +118,20 @@ func WalkWAL(ctx context.Context, st storage.Store, fn func([]storage.ObjectInfo
 		}
 	}
 	return nil
+}
+
+// SegmentSize is the segment size of the WAL the repository holds, as its
+// records give it: the identity record's (id, nil when there is none),
+// else its backups' (all of one database system). 0 when neither exists:
+// nothing was archived there yet, so there are no segments to count.
+func SegmentSize(id *Identity, backups []BackupSummary) uint32 {
+	switch {
+	case id != nil:
+		return id.WALSegmentSize
+	case len(backups) > 0:
+		return backups[0].WALSegmentSize
+	}
+	return 0
 }
 
 // LoadArchive lists the repository's WAL and reads its history files.
@@ -172,7 +189,7 @@ func NewArchive(segSize uint32, objs []storage.ObjectInfo) *Archive {
 // Objects usually come in key order, which only extends the last run.
 func (a *Archive) Add(o storage.ObjectInfo) {
 	name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
-	if pg.KindOf(name) != pg.KindSegment {
+	if pg.KindOf(name) != pg.KindSegment || a.SegSize == 0 {
 		return
 	}
 	s, _ := pg.ParseSegmentName(name)
