@@ -204,14 +204,7 @@ func (s *Shipper) validate(ctx context.Context, name, path string, kind pg.Kind)
 	}
 	switch kind {
 	case pg.KindSegment, pg.KindPartial:
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		page := make([]byte, 64)
-		n, _ := io.ReadFull(f, page)
-		f.Close()
-		h, err := pg.ParseSegmentHeader(name, page[:n])
+		h, err := pg.ReadSegmentHeader(path, name)
 		if err != nil {
 			return err
 		}
@@ -332,14 +325,7 @@ func (s *Shipper) segmentSizeInWALDir(systemID uint64) uint32 {
 		if pg.KindOf(e.Name()) != pg.KindSegment {
 			continue
 		}
-		page := make([]byte, 64)
-		f, err := os.Open(filepath.Join(s.WALDir, e.Name()))
-		if err != nil {
-			continue
-		}
-		n, _ := io.ReadFull(f, page)
-		f.Close()
-		if h, err := pg.ParseSegmentHeader(e.Name(), page[:n]); err == nil && h.SystemID == systemID {
+		if h, err := pg.ReadSegmentHeader(filepath.Join(s.WALDir, e.Name()), e.Name()); err == nil && h.SystemID == systemID {
 			return h.SegSize
 		}
 	}

@@ -3,6 +3,7 @@ package pg
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -65,6 +66,19 @@ func ParseSegmentHeader(name string, page []byte) (SegmentHeader, error) {
 			name, uint64(h.PageAddr)>>32, uint32(h.PageAddr), uint64(want)>>32, uint32(want))
 	}
 	return h, nil
+}
+
+// ReadSegmentHeader reads the first page's header of the segment file at
+// path, named name, and checks it (ParseSegmentHeader).
+func ReadSegmentHeader(path, name string) (SegmentHeader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return SegmentHeader{}, err
+	}
+	defer f.Close()
+	page := make([]byte, 64)
+	n, _ := io.ReadFull(f, page)
+	return ParseSegmentHeader(name, page[:n])
 }
 
 // ControlSystemID reads the database system identifier from
