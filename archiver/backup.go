@@ -346,6 +346,9 @@ func finishManifest(ctx context.Context, st storage.Store, enc *codec.Encoder, m
 		m.StoredSize += ob.StoredSize
 	}
 	m.Status = catalog.StatusComplete
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("the manifest is not consistent: %w", err)
+	}
 	if err := catalog.PutManifest(ctx, st, enc, m); err != nil {
 		return fmt.Errorf("writing the manifest: %w", err)
 	}
@@ -382,7 +385,7 @@ func fillWAL(m *catalog.Manifest) error {
 		return fmt.Errorf("unexpected backup_label from pg_backup_stop:\n%s", m.BackupLabel)
 	}
 	t, _ := strconv.ParseUint(tl[1], 10, 32)
-	m.Timeline, m.StartWAL = uint32(t), sw[1]
+	m.Timeline, m.StartWAL = pg.Timeline(t), sw[1]
 	return nil
 }
 

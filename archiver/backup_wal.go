@@ -23,12 +23,12 @@ import (
 // segSpan is the segments first..last (both included) of one timeline, as
 // segment numbers: start LSN / segment size.
 type segSpan struct {
-	tli         uint32
+	tli         pg.Timeline
 	first, last uint64
 }
 
 func (s segSpan) segment(n uint64, segSize uint32) pg.Segment {
-	return pg.SegmentOf(s.tli, n*uint64(segSize), segSize)
+	return pg.SegmentNo(s.tli, n, segSize)
 }
 
 // backupWAL lists the WAL segments a restore of the backup replays up to
@@ -44,7 +44,7 @@ func backupWAL(ctx context.Context, conn *pgx.Conn, st storage.Store, pgdata str
 		if err := conn.QueryRow(ctx, "SELECT min_recovery_end_timeline FROM pg_control_recovery()").Scan(&tli); err != nil {
 			return nil, fmt.Errorf("asking the standby for its timeline: %w", err)
 		}
-		latest = max(latest, uint32(tli))
+		latest = max(latest, pg.Timeline(tli))
 	}
 	var hist []catalog.HistoryEntry
 	if latest != m.Timeline {
@@ -53,12 +53,12 @@ func backupWAL(ctx context.Context, conn *pgx.Conn, st storage.Store, pgdata str
 			return nil, err
 		}
 	}
-	start, err := pg.ParseSegmentName(m.StartWAL)
+	start, err := m.FirstSegment()
 	if err != nil {
 		return nil, err
 	}
 	start.Timeline = m.Timeline
-	stop, err := pg.ParseLSN(m.StopLSN)
+	stop, err := m.Stop()
 	if err != nil {
 		return nil, err
 	}
@@ -74,8 +74,8 @@ func backupWAL(ctx context.Context, conn *pgx.Conn, st storage.Store, pgdata str
 // timelineHistory reads the history file of timeline tli: from pg_wal,
 // where a server keeps the history of every timeline it followed, else
 // from the repository.
-func timelineHistory(ctx context.Context, st storage.Store, pgdata string, tli uint32) ([]catalog.HistoryEntry, error) {
-	name := fmt.Sprintf("%08X.history", tli)
+func timelineHistory(ctx context.Context, st storage.Store, pgdata string, tli pg.Timeline) ([]catalog.HistoryEntry, error) {
+	name := tli.HistoryFile()
 	data, err := os.ReadFile(filepath.Join(pgdata, "pg_wal", name))
 	if err == nil {
 		return catalog.ParseHistory(string(data))
@@ -99,10 +99,10 @@ func timelineHistory(ctx context.Context, st storage.Store, pgdata string, tli u
 // timeline is read from the segment where it began: that segment exists on
 // both timelines, and PostgreSQL archives and replays the new timeline's
 // copy (the parent's is archived only as .partial).
-func walSpans(start pg.Segment, stopLSN uint64, latest uint32, hist []catalog.HistoryEntry, segSize uint32) ([]segSpan, error) {
+func walSpans(start pg.Segment, stopLSN pg.LSN, latest pg.Timeline, hist []catalog.HistoryEntry, segSize uint32) ([]segSpan, error) {
 	type leg struct {
-		tli   uint32
-		begin uint64 // LSN
+		tli   pg.Timeline
+		begin pg.LSN
 	}
 	path := []leg{{start.Timeline, start.StartLSN(segSize)}}
 	if latest != start.Timeline {
@@ -119,19 +119,18 @@ func walSpans(start pg.Segment, stopLSN uint64, latest uint32, hist []catalog.Hi
 		}
 	}
 	if stopLSN <= path[0].begin {
-		return nil, fmt.Errorf("the backup's stop LSN %s is not after its start segment %s", pg.FormatLSN(stopLSN), start.Name())
+		return nil, fmt.Errorf("the backup's stop LSN %s is not after its start segment %s", stopLSN, start.Name())
 	}
 	// The stop LSN ends the backup's last record: the segment holding the
 	// byte before it is the last one needed (what pg_walfile_name computes).
-	seg := uint64(segSize)
-	startSeg, stopSeg := path[0].begin/seg, (stopLSN-1)/seg
+	startSeg, stopSeg := path[0].begin.SegNo(segSize), (stopLSN - 1).SegNo(segSize)
 	// Like PostgreSQL, read each segment from the newest timeline begun by
 	// that segment.
 	var spans []segSpan
 	for j, l := range path {
-		s := segSpan{tli: l.tli, first: max(l.begin/seg, startSeg), last: stopSeg}
+		s := segSpan{tli: l.tli, first: max(l.begin.SegNo(segSize), startSeg), last: stopSeg}
 		if j+1 < len(path) {
-			next := path[j+1].begin / seg
+			next := path[j+1].begin.SegNo(segSize)
 			if next == 0 {
 				continue
 			}

@@ -52,7 +52,7 @@ func seg(t *testing.T, name string) pg.Segment {
 	return s
 }
 
-func lsn(t *testing.T, s string) uint64 {
+func lsn(t *testing.T, s string) pg.LSN {
 	t.Helper()
 	v, err := pg.ParseLSN(s)
 	if err != nil {
@@ -79,7 +79,7 @@ func TestWALSpans(t *testing.T) {
 		name   string
 		start  string
 		stop   string
-		latest uint32
+		latest pg.Timeline
 		hist   []catalog.HistoryEntry
 		want   []string
 	}{
@@ -245,7 +245,8 @@ func claimedBackup(t *testing.T, st storage.Store) *catalog.Manifest {
 	}
 	m := &catalog.Manifest{Objects: []catalog.BackupObject{obj}}
 	m.ID, m.StartTime, m.WALSegmentSize, m.SystemID, m.Timeline = id, start, walSegSize, 42, 1
-	m.StartWAL, m.StopWAL, m.StopLSN = "000000010000000000000002", "000000010000000000000004", "0/4000100"
+	m.StartWAL, m.StopWAL, m.StartLSN, m.StopLSN = "000000010000000000000002", "000000010000000000000004", "0/2000028", "0/4000100"
+	m.BackupLabel = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
 	return m
 }
 

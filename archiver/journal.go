@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/walshipdir"
 )
 
 // Journal remembers which files in pg_wal are already safely in the
@@ -46,7 +47,7 @@ type Entry struct {
 // journal: every file is shipped there again.
 func OpenJournal(walDir, location, repositoryID string) (*Journal, error) {
 	sum := sha256.Sum256([]byte(location + "\n" + repositoryID))
-	dir := filepath.Join(walDir, "walship", "journal-"+hex.EncodeToString(sum[:8]))
+	dir := walshipdir.Journal(walDir, hex.EncodeToString(sum[:8]))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/walship/walship/internal/fault"
 	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
+	"github.com/walship/walship/internal/walshipdir"
 )
 
 // ErrConflict: a different file is already stored under the same name. A
@@ -70,8 +71,8 @@ var identityTTL = time.Minute
 
 // NewShipper prepares a shipper for walDir (PostgreSQL's pg_wal).
 func NewShipper(st storage.Store, enc *codec.Encoder, walDir string, parallel int, log *slog.Logger) (*Shipper, error) {
-	if err := os.MkdirAll(filepath.Join(walDir, "walship"), 0o700); err != nil {
-		return nil, fmt.Errorf("preparing %s: %w", filepath.Join(walDir, "walship"), err)
+	if err := os.MkdirAll(walshipdir.Dir(walDir), 0o700); err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", walshipdir.Dir(walDir), err)
 	}
 	if parallel < 1 {
 		parallel = 1
@@ -199,14 +200,7 @@ func (s *Shipper) validate(ctx context.Context, name, path string, kind pg.Kind)
 	}
 	switch kind {
 	case pg.KindSegment, pg.KindPartial:
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		page := make([]byte, 64)
-		n, _ := io.ReadFull(f, page)
-		f.Close()
-		h, err := pg.ParseSegmentHeader(name, page[:n])
+		h, err := pg.ReadSegmentHeader(path, name)
 		if err != nil {
 			return err
 		}
@@ -327,14 +321,7 @@ func (s *Shipper) segmentSizeInWALDir(systemID uint64) uint32 {
 		if pg.KindOf(e.Name()) != pg.KindSegment {
 			continue
 		}
-		page := make([]byte, 64)
-		f, err := os.Open(filepath.Join(s.WALDir, e.Name()))
-		if err != nil {
-			continue
-		}
-		n, _ := io.ReadFull(f, page)
-		f.Close()
-		if h, err := pg.ParseSegmentHeader(e.Name(), page[:n]); err == nil && h.SystemID == systemID {
+		if h, err := pg.ReadSegmentHeader(filepath.Join(s.WALDir, e.Name()), e.Name()); err == nil && h.SystemID == systemID {
 			return h.SegSize
 		}
 	}

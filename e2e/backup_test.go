@@ -343,7 +343,7 @@ func TestBackupOfAStandbyAcrossAPromotion(t *testing.T) {
 	if err != nil || len(hist) != 1 {
 		t.Fatalf("00000002.history: %v %q", err, history)
 	}
-	switchSeg := fmt.Sprintf("00000001%08X%08X", hist[0].Switch>>32, uint32(hist[0].Switch)/(16<<20))
+	switchSeg := hist[0].Switch.Segment(1, sum.WALSegmentSize).Name()
 	if _, ok := storedFile(t, m, bucket, prefix, switchSeg, nil); ok {
 		t.Errorf("%s, where timeline 2 begins, is archived: the test meant the old primary to stop in it", switchSeg)
 	}

@@ -41,7 +41,7 @@ func craftBackups(t *testing.T, m *harness.MinIO, bucket, prefix string, ids ...
 		seg := func(n int) string { return pg.Segment{Timeline: 1, Seg: uint32(2 + 2*i + n)}.Name() }
 		man := &catalog.Manifest{BackupSummary: catalog.BackupSummary{ID: id, Status: catalog.StatusComplete,
 			WALSegmentSize: segSize, Timeline: 1, StartWAL: seg(0), StopWAL: seg(1),
-			StartLSN: pg.FormatLSN(uint64(2+2*i) * segSize), StopLSN: pg.FormatLSN(uint64(3+2*i)*segSize + 100),
+			StartLSN: pg.LSN(uint64(2+2*i) * segSize).String(), StopLSN: pg.LSN(uint64(3+2*i)*segSize + 100).String(),
 			StartTime: stop.Add(-30 * time.Second), StopTime: stop}}
 		for _, key := range []string{catalog.StartedKey(id), catalog.DataKey(id, 0)} {
 			if err := st.Put(ctx, key, []byte("{}"), storage.PutOptions{}); err != nil {

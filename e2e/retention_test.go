@@ -125,7 +125,7 @@ func TestRetention(t *testing.T) {
 	all := m.ListObjects(t, bucket, prefix+"/")
 	// expect lists what stays of all: keys of backups in keep and WAL
 	// files for which keepWAL says so.
-	expect := func(keep []string, keepWAL func(tli uint32, seg uint64) bool) []string {
+	expect := func(keep []string, keepWAL func(tli pg.Timeline, seg pg.LSN) bool) []string {
 		var out []string
 		for _, k := range all {
 			key := strings.TrimPrefix(k, prefix+"/")
@@ -150,7 +150,7 @@ func TestRetention(t *testing.T) {
 		}
 		return out
 	}
-	startOf := func(b catalog.BackupSummary) uint64 {
+	startOf := func(b catalog.BackupSummary) pg.LSN {
 		s, _ := pg.ParseSegmentName(b.StartWAL)
 		return s.StartLSN(b.WALSegmentSize)
 	}
@@ -201,7 +201,7 @@ func TestRetention(t *testing.T) {
 	if len(out.Incomplete) != 1 || out.Incomplete[0].ID != l2 {
 		t.Errorf("window: incomplete backups deleted %+v, want %s", out.Incomplete, l2)
 	}
-	checkLeft("after the window", expect([]string{b2.ID, b3.ID}, func(tli uint32, lsn uint64) bool {
+	checkLeft("after the window", expect([]string{b2.ID, b3.ID}, func(tli pg.Timeline, lsn pg.LSN) bool {
 		return lsn >= startOf(b2) // timeline 2 descends from timeline 1
 	}))
 	all = m.ListObjects(t, bucket, prefix+"/")
@@ -210,7 +210,7 @@ func TestRetention(t *testing.T) {
 	if out.DryRun || backupIDs(out.Expired) != b2.ID || backupIDs(out.Kept) != b3.ID || len(out.Windows) != 1 || out.Windows[0].Timeline != 2 {
 		t.Errorf("keep 1: expired %q, kept %q, windows %+v", backupIDs(out.Expired), backupIDs(out.Kept), out.Windows)
 	}
-	checkLeft("after --keep 1", expect([]string{b3.ID}, func(tli uint32, lsn uint64) bool {
+	checkLeft("after --keep 1", expect([]string{b3.ID}, func(tli pg.Timeline, lsn pg.LSN) bool {
 		return tli == 2 && lsn >= startOf(b3)
 	}))
 	t.Logf("--keep 1 deleted %s and %d WAL files; left: %v", backupIDs(out.Expired), len(out.WAL), m.ListObjects(t, bucket, prefix+"/"))

@@ -53,9 +53,9 @@ func endsBefore(b catalog.BackupSummary, t Target) error {
 				t, b.ID, b.StopTime.Format(time.RFC3339Nano))
 		}
 	case TargetLSN:
-		stop, err := pg.ParseLSN(b.StopLSN)
+		stop, err := b.Stop()
 		if err != nil {
-			return fmt.Errorf("backup %s: %w", b.ID, err)
+			return err
 		}
 		if t.LSN < stop {
 			return fmt.Errorf("recovery target %s is before the end of backup %s (LSN %s): a backup restores only to points after it ended; choose a later LSN or an older backup (walship backup list)",
@@ -66,7 +66,7 @@ func endsBefore(b catalog.BackupSummary, t Target) error {
 }
 
 // TargetTimeline resolves --target-timeline for backup b against the archive.
-func TargetTimeline(a *catalog.Archive, b catalog.BackupSummary, spec string) (uint32, error) {
+func TargetTimeline(a *catalog.Archive, b catalog.BackupSummary, spec string) (pg.Timeline, error) {
 	switch spec {
 	case "", "latest":
 		n := a.Latest(b.Timeline)
@@ -82,11 +82,11 @@ func TargetTimeline(a *catalog.Archive, b catalog.BackupSummary, spec string) (u
 	if err != nil {
 		return 0, fault.Settingf(SettingTargetTimeline, "%s %q: use latest, current or a timeline number", SettingTargetTimeline, spec)
 	}
-	if _, ok := a.Reach(b, uint32(n)); !ok {
+	if _, ok := a.Reach(b, pg.Timeline(n)); !ok {
 		return 0, fmt.Errorf("timeline %d does not continue from backup %s (timeline %d, LSN %s): no history file in the archive leads there from it",
 			n, b.ID, b.Timeline, b.StopLSN)
 	}
-	return uint32(n), nil
+	return pg.Timeline(n), nil
 }
 
 // CheckWindow checks that target t lies inside window w (computed for the
@@ -95,6 +95,9 @@ func TargetTimeline(a *catalog.Archive, b catalog.BackupSummary, spec string) (u
 // "immediate" and "end", it checks only that the archive makes the backup
 // consistent.
 func CheckWindow(w catalog.Window, b catalog.BackupSummary, t Target) error {
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("the recoverable window of backup %s: %w", b.ID, err)
+	}
 	if !w.Complete {
 		return fmt.Errorf("the archive cannot make backup %s consistent: WAL on timeline %d from %s to its stop LSN %s is not all archived (the archive reaches %s, segment %s). Choose another backup (walship backup list)",
 			b.ID, b.Timeline, b.StartWAL, b.StopLSN, orNone(w.EndLSN), orNone(w.EndWAL))
@@ -109,7 +112,11 @@ func CheckWindow(w catalog.Window, b catalog.BackupSummary, t Target) error {
 			return fmt.Errorf("recovery target %s is after the newest archived WAL: %s", t, window())
 		}
 	case TargetLSN:
-		if end := mustLSN(w.EndLSN); t.LSN > end {
+		end, err := w.End()
+		if err != nil {
+			return err
+		}
+		if t.LSN > end {
 			return fmt.Errorf("recovery target %s is beyond the newest archived WAL: %s", t, window())
 		}
 	}
@@ -121,9 +128,4 @@ func orNone(s string) string {
 		return "nothing"
 	}
 	return s
-}
-
-func mustLSN(s string) uint64 {
-	lsn, _ := pg.ParseLSN(s)
-	return lsn
 }

@@ -174,9 +174,9 @@ func (f *Fetcher) Prefetch(ctx context.Context, name, dest string, n, parallel i
 		}
 		id = &loaded
 	}
-	segSize := uint32(16 << 20)
-	if id.WALSegmentSize != 0 {
-		segSize = id.WALSegmentSize
+	segSize := id.WALSegmentSize
+	if !pg.ValidSegmentSize(int64(segSize)) {
+		return nil // no segment size to count the next segments with
 	}
 	// Segments spooled from a repository since emptied or recreated at the
 	// same location are not handed out.

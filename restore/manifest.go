@@ -15,8 +15,12 @@ import (
 // locations of its tablespaces, or lay down files no data directory holds.
 // Whoever can write to the bucket can write a manifest (an unencrypted
 // repository has no key that proves who wrote it), so every field that
-// names a place or a mode is checked here.
+// names a place or a mode is checked here, after catalog.Manifest.Validate
+// (the WAL fields, the backup label, each file's parts inside the objects).
 func checkManifest(m *catalog.Manifest) error {
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("%w; it was not written by walship backup: choose another backup (walship backup list)", err)
+	}
 	types := make(map[string]string, len(m.Files)) // path: type
 	for _, f := range m.Files {
 		if err := checkEntry(f); err != nil {
@@ -26,17 +30,11 @@ func checkManifest(m *catalog.Manifest) error {
 			return fmt.Errorf("manifest of backup %s lists %s twice; it was not written by walship backup: choose another backup (walship backup list)", m.ID, f.Path)
 		}
 		types[f.Path] = f.Type
-		if err := checkFileParts(m, f); err != nil {
-			return err
-		}
 	}
 	for _, f := range m.Files {
 		if err := checkParents(f, types); err != nil {
 			return fmt.Errorf("manifest of backup %s: %w; it was not written by walship backup: choose another backup (walship backup list)", m.ID, err)
 		}
-	}
-	if m.BackupLabel == "" {
-		return fmt.Errorf("manifest of backup %s has no backup_label", m.ID)
 	}
 	return nil
 }
@@ -128,22 +126,6 @@ func checkParents(f catalog.BackupFile, types map[string]string) error {
 				return fmt.Errorf("%s is under the link %s", f.Path, dir)
 			}
 		}
-	}
-	return nil
-}
-
-// checkFileParts rejects a file whose parts point outside the objects or do
-// not add up to its size, before any byte is written where they say.
-func checkFileParts(m *catalog.Manifest, f catalog.BackupFile) error {
-	var n int64
-	for _, p := range f.Parts {
-		if p.Object < 0 || p.Object >= len(m.Objects) || p.Offset < 0 || p.Length <= 0 || p.Offset+p.Length > m.Objects[p.Object].Size {
-			return fmt.Errorf("manifest of backup %s: %s has a part outside its objects", m.ID, f.Path)
-		}
-		n += p.Length
-	}
-	if f.Type == catalog.TypeFile && n != f.Size {
-		return fmt.Errorf("manifest of backup %s: the parts of %s hold %d bytes, not %d", m.ID, f.Path, n, f.Size)
 	}
 	return nil
 }

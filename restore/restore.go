@@ -16,6 +16,7 @@ import (
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/codec"
 	"github.com/walship/walship/internal/fault"
+	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -47,7 +48,7 @@ type Options struct {
 type Result struct {
 	Backup   catalog.BackupSummary `json:"backup"`
 	Window   catalog.Window        `json:"window"`
-	Timeline uint32                `json:"timeline"` // the timeline recovery follows
+	Timeline pg.Timeline           `json:"timeline"` // the timeline recovery follows
 	Files    int                   `json:"files"`
 	Bytes    int64                 `json:"bytes"`
 	Objects  int                   `json:"objects"`

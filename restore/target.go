@@ -40,7 +40,7 @@ const (
 type Target struct {
 	Kind      string
 	Time      time.Time
-	LSN       uint64
+	LSN       pg.LSN
 	XID       uint64
 	Name      string
 	Exclusive bool   // stop just before the target instead of just after it
@@ -156,7 +156,7 @@ func (t Target) String() string {
 	case TargetTime:
 		return "time " + t.Time.Format("2006-01-02 15:04:05.999999Z07:00")
 	case TargetLSN:
-		return "LSN " + pg.FormatLSN(t.LSN)
+		return "LSN " + t.LSN.String()
 	case TargetXID:
 		return "transaction " + strconv.FormatUint(t.XID, 10)
 	case TargetName:
@@ -176,7 +176,7 @@ func (t Target) Settings() [][2]string {
 		// setting cannot change its meaning.
 		s = append(s, [2]string{"recovery_target_time", t.Time.UTC().Format("2006-01-02 15:04:05.999999") + "+00"})
 	case TargetLSN:
-		s = append(s, [2]string{"recovery_target_lsn", pg.FormatLSN(t.LSN)})
+		s = append(s, [2]string{"recovery_target_lsn", t.LSN.String()})
 	case TargetXID:
 		s = append(s, [2]string{"recovery_target_xid", strconv.FormatUint(t.XID, 10)})
 	case TargetName:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/walship/walship/internal/catalog"
 	"github.com/walship/walship/internal/fault"
+	"github.com/walship/walship/internal/pg"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -182,7 +183,7 @@ func scanConfString(q string) (string, bool) {
 	return b.String(), true
 }
 
-func summary(id string, tli uint32, startWAL, stopLSN string, stop time.Time) catalog.BackupSummary {
+func summary(id string, tli pg.Timeline, startWAL, stopLSN string, stop time.Time) catalog.BackupSummary {
 	return catalog.BackupSummary{ID: id, Timeline: tli, StartWAL: startWAL, StopLSN: stopLSN, StopTime: stop, WALSegmentSize: 16 << 20}
 }
 

@@ -160,12 +160,9 @@ func chooseToVerify(list []catalog.BackupSummary, id string) ([]catalog.BackupSu
 	return nil, fmt.Errorf("no complete backup %s: see walship backup list", id)
 }
 
-// segNo numbers segments independently of their size: log id and index.
-func segNo(s pg.Segment) uint64 { return uint64(s.LogID)<<32 | uint64(s.Seg) }
-
 // segRange is a run of segments one timeline must provide.
 type segRange struct {
-	tli         uint32
+	tli         pg.Timeline
 	first, last pg.Segment // inclusive; empty when last is before first
 }
 
@@ -177,8 +174,9 @@ func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool, pr
 	if err != nil {
 		return "", "", 0, append(problems, Problem{Backup: b.ID, Kind: ProblemManifest, Name: "start/stop WAL", Detail: err.Error()})
 	}
+	seg := arch.SegSize
 	for _, r := range ranges {
-		if segNo(r.last) < segNo(r.first) {
+		if r.last.No(seg) < r.first.No(seg) {
 			continue
 		}
 		if from == "" {
@@ -200,7 +198,7 @@ func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool, pr
 			}
 			missing = nil
 		}
-		for s := r.first; segNo(s) <= segNo(r.last); s = s.Next(arch.SegSize) {
+		for s := r.first; s.No(seg) <= r.last.No(seg); s = s.Next(seg) {
 			count++
 			if !arch.Has(s) {
 				missing = append(missing, s)
@@ -217,11 +215,11 @@ func verifyWAL(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool, pr
 // switch to a new timeline at LSN X means the new timeline's segments from
 // X's segment on (PostgreSQL reads the newest timeline that has begun).
 func walRanges(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool) ([]segRange, error) {
-	start, err := pg.ParseSegmentName(b.StartWAL)
+	start, err := b.FirstSegment()
 	if err != nil {
 		return nil, err
 	}
-	stop, err := pg.ParseSegmentName(b.StopWAL)
+	stop, err := b.LastSegment()
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +234,7 @@ func walRanges(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool) ([
 	}
 	// The path: b's timeline, then each descendant up to target, with the
 	// LSN where each one began.
-	path, begins := []uint32{b.Timeline}, []uint64{0}
+	path, begins := []pg.Timeline{b.Timeline}, []pg.LSN{0}
 	if target != b.Timeline {
 		hist := arch.History[target]
 		i := 0
@@ -251,23 +249,23 @@ func walRanges(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool) ([
 			path, begins = append(path, next), append(begins, hist[i].Switch)
 		}
 	}
+	seg := arch.SegSize
 	var out []segRange
 	for k, tli := range path {
 		first := start
 		if k > 0 {
-			first = pg.SegmentOf(tli, begins[k], arch.SegSize)
+			first = begins[k].Segment(tli, seg)
 		}
 		first.Timeline = tli
 		var last pg.Segment
 		if k+1 < len(path) {
-			end := pg.SegmentOf(tli, begins[k+1], arch.SegSize)
-			last = prevSegment(end, arch.SegSize)
+			last = begins[k+1].Segment(tli, seg).Prev(seg)
 		} else {
 			var ok bool
 			if last, ok = arch.Newest(first); !ok {
-				last = prevSegment(first, arch.SegSize) // nothing archived: an empty range
+				last = first.Prev(seg) // nothing archived: an empty range
 			}
-			if k == 0 && segNo(last) < segNo(stop) {
+			if k == 0 && last.No(seg) < stop.No(seg) {
 				last = stop // the backup's own WAL is needed even when missing
 			}
 		}
@@ -275,18 +273,6 @@ func walRanges(b catalog.BackupSummary, arch *catalog.Archive, toLatest bool) ([
 		out = append(out, segRange{tli: tli, first: first, last: last})
 	}
 	return out, nil
-}
-
-// prevSegment is the segment before s (s itself for the very first one).
-func prevSegment(s pg.Segment, segSize uint32) pg.Segment {
-	switch {
-	case s.Seg > 0:
-		s.Seg--
-	case s.LogID > 0:
-		s.LogID--
-		s.Seg = pg.SegmentsPerLog(segSize) - 1
-	}
-	return s
 }
 
 // verifyData downloads every object of m and checks objects and files.
@@ -306,7 +292,7 @@ func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *ca
 			continue
 		}
 		c.Files++
-		if err := checkParts(m, f); err != nil {
+		if err := m.CheckParts(f); err != nil {
 			report(Problem{Backup: m.ID, Kind: ProblemManifest, Name: f.Path, Detail: err.Error()})
 			continue
 		}
@@ -356,28 +342,6 @@ func verifyData(ctx context.Context, st storage.Store, dec *codec.Decoder, m *ca
 	c.Bytes = read
 	sort.SliceStable(c.Problems, func(i, j int) bool { return c.Problems[i].Name < c.Problems[j].Name })
 	return c, ctx.Err()
-}
-
-// checkParts rejects parts that point outside the objects or go backwards,
-// which would make the streamed checksum meaningless.
-func checkParts(m *catalog.Manifest, f catalog.BackupFile) error {
-	var sum int64
-	for i, p := range f.Parts {
-		if p.Object < 0 || p.Object >= len(m.Objects) || p.Offset < 0 || p.Length < 0 || p.Offset+p.Length > m.Objects[p.Object].Size {
-			return fmt.Errorf("part %d points outside the backup's objects", i)
-		}
-		if i > 0 {
-			q := f.Parts[i-1]
-			if p.Object < q.Object || (p.Object == q.Object && p.Offset < q.Offset+q.Length) {
-				return fmt.Errorf("part %d is not after part %d", i, i-1)
-			}
-		}
-		sum += p.Length
-	}
-	if sum != f.Size {
-		return fmt.Errorf("parts hold %d bytes, the file %d", sum, f.Size)
-	}
-	return nil
 }
 
 func fileMismatch(id string, f catalog.BackupFile, n int64, sum string) Problem {

@@ -47,7 +47,7 @@ func putWAL(t *testing.T, st storage.Store, name string, data []byte) {
 	}
 }
 
-func seg(tli, n uint32) string { return pg.Segment{Timeline: tli, Seg: n}.Name() }
+func seg(tli pg.Timeline, n uint32) string { return pg.Segment{Timeline: tli, Seg: n}.Name() }
 
 func TestVerifyGoodBackup(t *testing.T) {
 	st, _, _ := setup(t, 3)
@@ -91,7 +91,7 @@ func TestVerifyNamesEachProblem(t *testing.T) {
 	ctx := context.Background()
 	m := storeBackup(t, st, "20261125T100000Z", testEntries("/nowhere"), "", 100)
 	// The backup needs segments 1..4; 2 is missing.
-	m.StopWAL = seg(1, 4)
+	m.StopWAL, m.StopLSN = seg(1, 4), "0/480000"
 	st.Delete(ctx, catalog.ManifestKey(m.ID))
 	key2, _ := catalog.WALKey(seg(1, 2))
 	st.Delete(ctx, key2)

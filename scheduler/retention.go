@@ -143,15 +143,12 @@ func PlanRetention(ctx context.Context, st storage.Store, dec *codec.Decoder, p 
 	plan.Expired, plan.Kept = append(plan.Expired, list[:first]...), append(plan.Kept, list[first:]...)
 
 	planIncomplete(inc, p, plan)
-	segSize := uint32(16 << 20)
-	if len(list) > 0 {
-		segSize = list[0].WALSegmentSize
-	}
+	segSize := catalog.SegmentSize(nil, list)
 	// One pass over the archive, a folder at a time: each object is kept
 	// or listed for deletion as it comes, and only the kept ones make up
 	// the archive that remains.
 	after := catalog.NewArchive(segSize, nil)
-	unknown := map[uint32]bool{}
+	unknown := map[pg.Timeline]bool{}
 	running := runningSince(plan.IncompleteKept)
 	arch, err := catalog.WalkArchive(ctx, st, dec, segSize, func(arch *catalog.Archive, o storage.ObjectInfo) error {
 		keep, why := keepWAL(o.Key, plan.Kept, arch)
@@ -230,7 +227,7 @@ func byStart(list []catalog.BackupSummary) []catalog.BackupSummary {
 
 // keepWAL decides one object under wal/. unknownTLI names a timeline whose
 // history is unreadable when that alone kept the object.
-func keepWAL(key string, kept []catalog.BackupSummary, arch *catalog.Archive) (keep bool, unknownTLI uint32) {
+func keepWAL(key string, kept []catalog.BackupSummary, arch *catalog.Archive) (keep bool, unknownTLI pg.Timeline) {
 	name := key[strings.LastIndexByte(key, '/')+1:]
 	switch pg.KindOf(name) {
 	case pg.KindSegment, pg.KindPartial, pg.KindBackup:
@@ -241,13 +238,13 @@ func keepWAL(key string, kept []catalog.BackupSummary, arch *catalog.Archive) (k
 		return true, 0 // no backup: nothing tells what is needed
 	}
 	s, _ := pg.ParseSegmentName(name)
-	n := s.StartLSN(arch.SegSize)
+	n := s.No(arch.SegSize)
 	for _, b := range kept {
-		start, err := pg.ParseSegmentName(b.StartWAL)
+		start, err := b.FirstSegment()
 		if err != nil {
 			return true, 0
 		}
-		if n >= start.StartLSN(arch.SegSize) && (s.Timeline == b.Timeline || descends(arch, s.Timeline, b.Timeline)) {
+		if n >= start.No(arch.SegSize) && (s.Timeline == b.Timeline || descends(arch, s.Timeline, b.Timeline)) {
 			return true, 0
 		}
 	}
@@ -258,7 +255,7 @@ func keepWAL(key string, kept []catalog.BackupSummary, arch *catalog.Archive) (k
 }
 
 // descends reports whether timeline tli has ancestor among its history.
-func descends(arch *catalog.Archive, tli, ancestor uint32) bool {
+func descends(arch *catalog.Archive, tli, ancestor pg.Timeline) bool {
 	for _, h := range arch.History[tli] {
 		if h.Parent == ancestor {
 			return true

@@ -46,7 +46,7 @@ func (r *repo) put(key string, data []byte) {
 }
 
 // wal stores segments first..last of timeline tli (contents do not matter here).
-func (r *repo) wal(tli, first, last uint32) {
+func (r *repo) wal(tli pg.Timeline, first, last uint32) {
 	for n := first; n <= last; n++ {
 		key, _ := catalog.WALKey(seg(tli, n))
 		r.put(key, []byte("segment"))
@@ -54,7 +54,7 @@ func (r *repo) wal(tli, first, last uint32) {
 }
 
 // history stores the history file of tli, encoded as wal-push does.
-func (r *repo) history(tli uint32, text string) {
+func (r *repo) history(tli pg.Timeline, text string) {
 	name := pg.Segment{Timeline: tli}.Name()[:8] + ".history"
 	var buf bytes.Buffer
 	h := codec.Header{Name: name, Size: int64(len(text)), Checksum: codec.Checksum([]byte(text))}
@@ -67,14 +67,14 @@ func (r *repo) history(tli uint32, text string) {
 
 // backup stores a complete backup on tli whose WAL runs from segment start
 // to stop, ending at stopTime.
-func (r *repo) backup(id string, tli, start, stop uint32, stopTime time.Time) {
+func (r *repo) backup(id string, tli pg.Timeline, start, stop uint32, stopTime time.Time) {
 	r.backupAt(id, tli, start, stop, stopTime.Add(-time.Minute), stopTime)
 }
 
-func (r *repo) backupAt(id string, tli, start, stop uint32, startTime, stopTime time.Time) {
+func (r *repo) backupAt(id string, tli pg.Timeline, start, stop uint32, startTime, stopTime time.Time) {
 	m := &catalog.Manifest{BackupSummary: catalog.BackupSummary{ID: id, Status: catalog.StatusComplete, WALSegmentSize: segSize,
 		Timeline: tli, StartWAL: seg(tli, start), StopWAL: seg(tli, stop),
-		StartLSN: pg.FormatLSN(uint64(start) * segSize), StopLSN: pg.FormatLSN(uint64(stop)*segSize + 100),
+		StartLSN: pg.LSN(uint64(start) * segSize).String(), StopLSN: pg.LSN(uint64(stop)*segSize + 100).String(),
 		StartTime: startTime, StopTime: stopTime}}
 	r.put(catalog.StartedKey(id), []byte("{}"))
 	r.put(catalog.DataKey(id, 0), []byte("data"))
@@ -105,9 +105,9 @@ func (r *repo) keys(prefix string) []string {
 	return out
 }
 
-func seg(tli, n uint32) string { return pg.Segment{Timeline: tli, Seg: n}.Name() }
+func seg(tli pg.Timeline, n uint32) string { return pg.Segment{Timeline: tli, Seg: n}.Name() }
 
-func walKeys(tli, first, last uint32) []string {
+func walKeys(tli pg.Timeline, first, last uint32) []string {
 	var out []string
 	for n := first; n <= last; n++ {
 		k, _ := catalog.WALKey(seg(tli, n))

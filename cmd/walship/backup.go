@@ -106,15 +106,11 @@ func backupListCmd(c *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dec, _, err := c.decoderFor(cmd.Context(), st)
+			dec, id, err := c.decoderFor(cmd.Context(), st)
 			if err != nil {
 				return err
 			}
-			segSize := uint32(16 << 20)
-			if len(list) > 0 {
-				segSize = list[0].WALSegmentSize
-			}
-			arch, err := catalog.LoadArchive(cmd.Context(), st, dec, segSize)
+			arch, err := catalog.LoadArchive(cmd.Context(), st, dec, catalog.SegmentSize(id, list))
 			if err != nil {
 				return err
 			}
@@ -162,7 +158,7 @@ func printWindows(out io.Writer, ws []catalog.Window) {
 	fmt.Fprintln(tw, "  TIMELINE\tFROM\tFROM LSN\tTO\tTO LSN\tLAST SEGMENT\tFROM BACKUP")
 	for _, w := range ws {
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Timeline, w.StartTime.Format(time.RFC3339), w.StartLSN,
-			w.End().Format(time.RFC3339), w.EndLSN, w.EndWAL, w.Backup)
+			w.DisplayEnd().Format(time.RFC3339), w.EndLSN, w.EndWAL, w.Backup)
 	}
 	tw.Flush()
 }

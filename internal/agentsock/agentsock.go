@@ -15,12 +15,11 @@ import (
 	"time"
 
 	"github.com/walship/walship/internal/shorthash"
+	"github.com/walship/walship/internal/walshipdir"
 )
 
 // Path is where the agent serving pg_wal directory walDir listens.
-func Path(walDir string) string {
-	return walDir + "/walship/agent.sock"
-}
+func Path(walDir string) string { return walshipdir.AgentSocket(walDir) }
 
 // ErrNoAgent: no agent is listening; the caller ships the file itself.
 var ErrNoAgent = errors.New("no agent")

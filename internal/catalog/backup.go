@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walship/walship/internal/codec"
+	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/storage"
 )
 
@@ -59,27 +60,27 @@ func DataKey(id string, n int) string { return BackupKey(id, fmt.Sprintf("data/%
 // BackupSummary is everything about a backup except its file list; it is
 // what `backup list` and `--json` print.
 type BackupSummary struct {
-	ID             string    `json:"id"`
-	Status         string    `json:"status"`
-	Label          string    `json:"label"`
-	SystemID       uint64    `json:"system_identifier,string"`
-	PGVersion      int       `json:"pg_version"` // server_version_num, e.g. 150014
-	WALSegmentSize uint32    `json:"wal_segment_size"`
-	Timeline       uint32    `json:"timeline"`
-	StartLSN       string    `json:"start_lsn"`
-	StopLSN        string    `json:"stop_lsn"`
-	StartWAL       string    `json:"start_wal"`
-	StopWAL        string    `json:"stop_wal"` // the segment holding the stop LSN, on the timeline where the backup stopped
-	StartTime      time.Time `json:"start_time"`
-	StopTime       time.Time `json:"stop_time"`
-	Duration       float64   `json:"duration_seconds"`
-	Size           int64     `json:"size"`        // original bytes of all files
-	StoredSize     int64     `json:"stored_size"` // bytes of all data objects
-	FileCount      int       `json:"file_count"`
-	ObjectCount    int       `json:"object_count"`
-	Compression    string    `json:"compression"`
-	Encryption     string    `json:"encryption,omitempty"`
-	FromStandby    bool      `json:"from_standby,omitempty"`
+	ID             string      `json:"id"`
+	Status         string      `json:"status"`
+	Label          string      `json:"label"`
+	SystemID       uint64      `json:"system_identifier,string"`
+	PGVersion      int         `json:"pg_version"` // server_version_num, e.g. 150014
+	WALSegmentSize uint32      `json:"wal_segment_size"`
+	Timeline       pg.Timeline `json:"timeline"`
+	StartLSN       string      `json:"start_lsn"`
+	StopLSN        string      `json:"stop_lsn"`
+	StartWAL       string      `json:"start_wal"`
+	StopWAL        string      `json:"stop_wal"` // the segment holding the stop LSN, on the timeline where the backup stopped
+	StartTime      time.Time   `json:"start_time"`
+	StopTime       time.Time   `json:"stop_time"`
+	Duration       float64     `json:"duration_seconds"`
+	Size           int64       `json:"size"`        // original bytes of all files
+	StoredSize     int64       `json:"stored_size"` // bytes of all data objects
+	FileCount      int         `json:"file_count"`
+	ObjectCount    int         `json:"object_count"`
+	Compression    string      `json:"compression"`
+	Encryption     string      `json:"encryption,omitempty"`
+	FromStandby    bool        `json:"from_standby,omitempty"`
 }
 
 // Manifest describes a complete base backup.

@@ -24,9 +24,9 @@ const IdentityKey = "walship.json"
 const WALPrefix = "wal/"
 
 // WALKey is the object key of a file PostgreSQL archives. Segments (and
-// .partial and .backup files) are grouped by timeline and log id, 256
-// segments of 16 MiB per folder, so listing a range stays cheap; history
-// files sit at the top of wal/.
+// .partial and .backup files) are grouped by timeline and log id, 4 GiB of
+// WAL per folder (256 segments of 16 MiB, 4096 of 1 MiB), so listing a
+// range stays cheap; history files sit at the top of wal/.
 func WALKey(name string) (string, error) {
 	switch pg.KindOf(name) {
 	case pg.KindSegment, pg.KindPartial, pg.KindBackup:
@@ -86,7 +86,10 @@ func LoadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
 		return Identity{}, fmt.Errorf("reading %s: %w", IdentityKey, err)
 	}
 	var id Identity
-	if err := json.Unmarshal(data, &id); err != nil || id.SystemID == 0 {
+	if err = json.Unmarshal(data, &id); err == nil {
+		err = id.Validate()
+	}
+	if err != nil {
 		return Identity{}, fmt.Errorf("%s in %s is not a walship identity record (%v); is this location used by something else?", IdentityKey, st, err)
 	}
 	return id, nil

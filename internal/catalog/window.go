@@ -41,25 +41,25 @@ import (
 
 // Window is the recoverable window of one timeline, starting from one backup.
 type Window struct {
-	Timeline  uint32    `json:"timeline"`
-	Backup    string    `json:"backup"`     // the backup it starts from
-	StartLSN  string    `json:"start_lsn"`  // the backup's stop LSN
-	StartTime time.Time `json:"start_time"` // the backup's stop time
-	EndWAL    string    `json:"end_wal"`    // last segment reached without a gap ("" when none)
-	EndLSN    string    `json:"end_lsn"`    // end of EndWAL
-	EndTime   time.Time `json:"end_time"`   // when EndWAL was stored
+	Timeline  pg.Timeline `json:"timeline"`
+	Backup    string      `json:"backup"`     // the backup it starts from
+	StartLSN  string      `json:"start_lsn"`  // the backup's stop LSN
+	StartTime time.Time   `json:"start_time"` // the backup's stop time
+	EndWAL    string      `json:"end_wal"`    // last segment reached without a gap ("" when none)
+	EndLSN    string      `json:"end_lsn"`    // end of EndWAL
+	EndTime   time.Time   `json:"end_time"`   // when EndWAL was stored
 	// Complete is false when the archive does not even reach the backup's
 	// stop LSN (a segment is missing): the backup cannot be restored on
 	// this timeline at all.
 	Complete bool `json:"complete"`
 }
 
-// End is when the window ends as a person should read it: EndTime, but
+// DisplayEnd is when the window ends as a person should read it: EndTime, but
 // never before StartTime. When the archive ends with the backup's own last
 // segment, that segment was stored before the backup recorded its stop
 // time: the window is the backup's end alone, not a span that ends before
 // it starts.
-func (w Window) End() time.Time {
+func (w Window) DisplayEnd() time.Time {
 	if w.EndTime.Before(w.StartTime) {
 		return w.StartTime
 	}
@@ -69,20 +69,23 @@ func (w Window) End() time.Time {
 // HistoryEntry is one line of a timeline history file: timeline Parent
 // ended at Switch, where its child began.
 type HistoryEntry struct {
-	Parent uint32
-	Switch uint64
+	Parent pg.Timeline
+	Switch pg.LSN
 }
 
 // Archive is what the repository holds of WAL: the runs of consecutive
 // segments of each timeline, and the timelines' histories. Runs, not
 // segments, so memory follows the gaps in the archive, not its length.
+// Segments are counted in SegSize, the database system's wal_segment_size
+// (see SegmentSize); an archive whose segment size is unknown (0) indexes
+// none, and reaches no window.
 type Archive struct {
 	SegSize  uint32
-	segments map[uint32][]segRun       // timeline -> runs, by first segment
-	History  map[uint32][]HistoryEntry // timeline -> its ancestors, oldest first
+	segments map[pg.Timeline][]segRun       // timeline -> runs, by first segment
+	History  map[pg.Timeline][]HistoryEntry // timeline -> its ancestors, oldest first
 }
 
-// segRun is segments first..last (numbers: start LSN / segment size), all
+// segRun is segments first..last (numbers: pg.Segment.No), all
 // archived; last is the object of the last one.
 type segRun struct {
 	first, last uint64
@@ -129,6 +132,20 @@ func WalkWAL(ctx context.Context, st storage.Store, fn func([]storage.ObjectInfo
 	return nil
 }
 
+// SegmentSize is the segment size of the WAL the repository holds, as its
+// records give it: the identity record's (id, nil when there is none),
+// else its backups' (all of one database system). 0 when neither exists:
+// nothing was archived there yet, so there are no segments to count.
+func SegmentSize(id *Identity, backups []BackupSummary) uint32 {
+	switch {
+	case id != nil:
+		return id.WALSegmentSize
+	case len(backups) > 0:
+		return backups[0].WALSegmentSize
+	}
+	return 0
+}
+
 // LoadArchive lists the repository's WAL and reads its history files.
 func LoadArchive(ctx context.Context, st storage.Store, dec *codec.Decoder, segSize uint32) (*Archive, error) {
 	return WalkArchive(ctx, st, dec, segSize, nil)
@@ -152,7 +169,7 @@ func WalkArchive(ctx context.Context, st storage.Store, dec *codec.Decoder, segS
 				return err
 			}
 			if entries != nil {
-				a.History[uint32(tli)] = entries
+				a.History[pg.Timeline(tli)] = entries
 			}
 		}
 		for _, o := range objs {
@@ -173,7 +190,7 @@ func WalkArchive(ctx context.Context, st storage.Store, dec *codec.Decoder, segS
 
 // NewArchive indexes objects of wal/ (history files are read separately).
 func NewArchive(segSize uint32, objs []storage.ObjectInfo) *Archive {
-	a := &Archive{SegSize: segSize, segments: map[uint32][]segRun{}, History: map[uint32][]HistoryEntry{}}
+	a := &Archive{SegSize: segSize, segments: map[pg.Timeline][]segRun{}, History: map[pg.Timeline][]HistoryEntry{}}
 	for _, o := range objs {
 		a.Add(o)
 	}
@@ -184,11 +201,11 @@ func NewArchive(segSize uint32, objs []storage.ObjectInfo) *Archive {
 // Objects usually come in key order, which only extends the last run.
 func (a *Archive) Add(o storage.ObjectInfo) {
 	name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
-	if pg.KindOf(name) != pg.KindSegment {
+	if pg.KindOf(name) != pg.KindSegment || a.SegSize == 0 {
 		return
 	}
 	s, _ := pg.ParseSegmentName(name)
-	n := s.StartLSN(a.SegSize) / uint64(a.SegSize)
+	n := s.No(a.SegSize)
 	runs := a.segments[s.Timeline]
 	if k := len(runs) - 1; k >= 0 && runs[k].last+1 == n {
 		runs[k].last, runs[k].lastObj = n, o
@@ -218,7 +235,7 @@ func (a *Archive) Add(o storage.ObjectInfo) {
 }
 
 // runAt returns the run of timeline tli holding segment number n.
-func (a *Archive) runAt(tli uint32, n uint64) (segRun, bool) {
+func (a *Archive) runAt(tli pg.Timeline, n uint64) (segRun, bool) {
 	runs := a.segments[tli]
 	i := sort.Search(len(runs), func(i int) bool { return runs[i].last >= n })
 	if i < len(runs) && runs[i].first <= n {
@@ -229,7 +246,7 @@ func (a *Archive) runAt(tli uint32, n uint64) (segRun, bool) {
 
 // Has reports whether segment s is archived.
 func (a *Archive) Has(s pg.Segment) bool {
-	_, ok := a.runAt(s.Timeline, s.StartLSN(a.SegSize)/uint64(a.SegSize))
+	_, ok := a.runAt(s.Timeline, s.No(a.SegSize))
 	return ok
 }
 
@@ -237,17 +254,16 @@ func (a *Archive) Has(s pg.Segment) bool {
 // after from; ok is false when there is none.
 func (a *Archive) Newest(from pg.Segment) (s pg.Segment, ok bool) {
 	runs := a.segments[from.Timeline]
-	if len(runs) == 0 || runs[len(runs)-1].last < from.StartLSN(a.SegSize)/uint64(a.SegSize) {
+	if len(runs) == 0 || runs[len(runs)-1].last < from.No(a.SegSize) {
 		return pg.Segment{}, false
 	}
-	last := runs[len(runs)-1].last
-	return pg.SegmentOf(from.Timeline, last*uint64(a.SegSize), a.SegSize), true
+	return pg.SegmentNo(from.Timeline, runs[len(runs)-1].last, a.SegSize), true
 }
 
 // LoadHistory reads the stored history file of timeline tli (nil when it
 // is encrypted and dec has no key); storage.ErrNotFound when none is stored.
-func LoadHistory(ctx context.Context, st storage.Store, dec *codec.Decoder, tli uint32) ([]HistoryEntry, error) {
-	return loadHistory(ctx, st, dec, WALPrefix+fmt.Sprintf("%08X.history", tli))
+func LoadHistory(ctx context.Context, st storage.Store, dec *codec.Decoder, tli pg.Timeline) ([]HistoryEntry, error) {
+	return loadHistory(ctx, st, dec, WALPrefix+tli.HistoryFile())
 }
 
 // loadHistory reads one stored history file. An encrypted one without the
@@ -292,21 +308,21 @@ func ParseHistory(text string) ([]HistoryEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, HistoryEntry{Parent: uint32(tli), Switch: lsn})
+		out = append(out, HistoryEntry{Parent: pg.Timeline(tli), Switch: lsn})
 	}
 	return out, sc.Err()
 }
 
 // Timelines lists the timelines with archived segments or a history file, in order.
-func (a *Archive) Timelines() []uint32 {
-	seen := map[uint32]bool{}
+func (a *Archive) Timelines() []pg.Timeline {
+	seen := map[pg.Timeline]bool{}
 	for t := range a.segments {
 		seen[t] = true
 	}
 	for t := range a.History {
 		seen[t] = true
 	}
-	var out []uint32
+	var out []pg.Timeline
 	for t := range seen {
 		out = append(out, t)
 	}
@@ -317,65 +333,69 @@ func (a *Archive) Timelines() []uint32 {
 // Reach computes the window that backup b reaches on timeline tli: WAL is
 // read on b's timeline from the backup's first segment, then on each
 // following timeline from the segment where it branched off. ok is false
-// when tli does not descend from b's timeline after b ended.
-func (a *Archive) Reach(b BackupSummary, tli uint32) (w Window, ok bool) {
-	stop, err := pg.ParseLSN(b.StopLSN)
+// when tli does not descend from b's timeline after b ended, or b's
+// summary does not say where its WAL lies.
+func (a *Archive) Reach(b BackupSummary, tli pg.Timeline) (w Window, ok bool) {
+	w, _, ok = a.reach(b, tli)
+	return w, ok
+}
+
+// reach is Reach that also returns the window's end LSN (0 for none).
+func (a *Archive) reach(b BackupSummary, tli pg.Timeline) (w Window, end pg.LSN, ok bool) {
+	stop, err := b.Stop()
 	if err != nil {
-		return Window{}, false
+		return Window{}, 0, false
 	}
-	seg := uint64(a.SegSize)
 	w = Window{Timeline: tli, Backup: b.ID, StartLSN: b.StopLSN, StartTime: b.StopTime}
 	if tli == b.Timeline {
-		s, err := pg.ParseSegmentName(b.StartWAL)
+		s, err := b.FirstSegment()
 		if err != nil {
-			return Window{}, false
+			return Window{}, 0, false
 		}
-		a.scan(&w, s.StartLSN(a.SegSize)/seg)
-		w.Complete = w.EndWAL != "" && mustLSN(w.EndLSN) >= stop
-		return w, true
+		end = a.scan(&w, s.No(a.SegSize))
+		w.Complete = w.EndWAL != "" && end >= stop
+		return w, end, true
 	}
 	hist := a.History[tli]
 	if len(hist) == 0 {
-		return Window{}, false
+		return Window{}, 0, false
 	}
 	parent, begin := hist[len(hist)-1].Parent, hist[len(hist)-1].Switch
 	if parent >= tli || begin < stop {
-		return Window{}, false // not a child, or it branched off before the backup ended
+		return Window{}, 0, false // not a child, or it branched off before the backup ended
 	}
-	pw, ok := a.Reach(b, parent)
+	pw, pend, ok := a.reach(b, parent)
 	if !ok {
-		return Window{}, false
+		return Window{}, 0, false
 	}
-	first := begin / seg
-	if !pw.Complete || mustLSN(pw.EndLSN) < first*seg {
+	first := begin.Segment(tli, a.SegSize)
+	if !pw.Complete || pend < first.StartLSN(a.SegSize) {
 		// Recovery stops on the parent before reaching the branch.
 		pw.Timeline = tli
-		return pw, true
+		return pw, pend, true
 	}
-	a.scan(&w, first)
+	end = a.scan(&w, first.No(a.SegSize))
 	if w.EndWAL == "" {
 		// Nothing archived on tli yet: the parent's WAL reaches the branch.
-		w.EndWAL, w.EndTime, w.EndLSN = pw.EndWAL, pw.EndTime, pg.FormatLSN(begin)
+		end = begin
+		w.EndWAL, w.EndTime, w.EndLSN = pw.EndWAL, pw.EndTime, begin.String()
 	}
 	w.Complete = true
-	return w, true
+	return w, end, true
 }
 
 // scan extends w over the segments of w.Timeline stored without a gap from
-// segment number first on.
-func (a *Archive) scan(w *Window, first uint64) {
+// segment number first on, and returns where they end (0: none stored).
+func (a *Archive) scan(w *Window, first uint64) pg.LSN {
 	r, ok := a.runAt(w.Timeline, first)
 	if !ok {
-		return
+		return 0
 	}
+	end := pg.SegmentNo(w.Timeline, r.last, a.SegSize).EndLSN(a.SegSize)
 	w.EndWAL = r.lastObj.Key[strings.LastIndexByte(r.lastObj.Key, '/')+1:]
 	w.EndTime = r.lastObj.ModTime.UTC()
-	w.EndLSN = pg.FormatLSN((r.last + 1) * uint64(a.SegSize))
-}
-
-func mustLSN(s string) uint64 {
-	lsn, _ := pg.ParseLSN(s)
-	return lsn
+	w.EndLSN = end.String()
+	return end
 }
 
 // Windows computes, for each timeline, the window from the oldest of
@@ -397,7 +417,7 @@ func (a *Archive) Windows(backups []BackupSummary) []Window {
 // when recovery starts on timeline from: PostgreSQL looks for the history
 // files of from+1, from+2, ... and takes the last one before the first
 // missing. (It may not descend from the backup: see Reach.)
-func (a *Archive) Latest(from uint32) uint32 {
+func (a *Archive) Latest(from pg.Timeline) pg.Timeline {
 	t := from
 	for {
 		if _, ok := a.History[t+1]; !ok {

@@ -161,7 +161,7 @@ func TestArchiveRunsMatchTheSegments(t *testing.T) {
 		for range rng.IntN(40) {
 			n := uint64(rng.IntN(60)) + 0xFE // crosses a 4 GiB log boundary (256 segments)
 			present[n] = true
-			s := pg.SegmentOf(3, n*seg16, seg16)
+			s := pg.SegmentNo(3, n, seg16)
 			key, _ := WALKey(s.Name())
 			objs = append(objs, storage.ObjectInfo{Key: key, ModTime: t0.Add(time.Duration(n) * time.Minute)})
 			if rng.IntN(4) == 0 {
@@ -175,7 +175,7 @@ func TestArchiveRunsMatchTheSegments(t *testing.T) {
 		}
 		a := NewArchive(seg16, objs)
 		for n := uint64(0xF0); n < 0x150; n++ {
-			s := pg.SegmentOf(3, n*seg16, seg16)
+			s := pg.SegmentNo(3, n, seg16)
 			if a.Has(s) != present[n] {
 				t.Fatalf("round %d: segment %s archived %v, want %v", round, s.Name(), a.Has(s), present[n])
 			}
@@ -186,8 +186,8 @@ func TestArchiveRunsMatchTheSegments(t *testing.T) {
 			for present[end] {
 				end++
 			}
-			if want := pg.FormatLSN(end * seg16); (end > n) != (w.EndWAL != "") || (end > n && (w.EndLSN != want ||
-				w.EndWAL != pg.SegmentOf(3, (end-1)*seg16, seg16).Name() || !w.EndTime.Equal(t0.Add(time.Duration(end-1)*time.Minute)))) {
+			if want := pg.LSN(end * seg16).String(); (end > n) != (w.EndWAL != "") || (end > n && (w.EndLSN != want ||
+				w.EndWAL != pg.SegmentNo(3, end-1, seg16).Name() || !w.EndTime.Equal(t0.Add(time.Duration(end-1)*time.Minute)))) {
 				t.Fatalf("round %d: from %X: %+v, want the end at %s", round, n, w, want)
 			}
 		}
@@ -206,9 +206,9 @@ func TestWalkWALFolderByFolder(t *testing.T) {
 	ctx := context.Background()
 	st := testStore(t)
 	var names []string
-	for _, tli := range []uint32{1, 2} {
+	for _, tli := range []pg.Timeline{1, 2} {
 		for n := uint64(0xF0); n < 0x230; n += 1 + n%3/2 { // gaps, and three folders per timeline
-			names = append(names, pg.SegmentOf(tli, n*seg16, seg16).Name())
+			names = append(names, pg.SegmentNo(tli, n, seg16).Name())
 		}
 	}
 	for _, n := range names {
@@ -282,12 +282,12 @@ func TestWindowNeverEndsBeforeItStarts(t *testing.T) {
 	stop := time.Date(2026, 12, 1, 10, 0, 5, 0, time.UTC)
 	early := Window{Timeline: 1, Backup: "b1", StartLSN: "0/2000100", StartTime: stop,
 		EndWAL: "000000010000000000000002", EndLSN: "0/3000000", EndTime: stop.Add(-time.Second), Complete: true}
-	if !early.End().Equal(stop) {
-		t.Errorf("window at the backup's end: ends %s, want %s", early.End(), stop)
+	if !early.DisplayEnd().Equal(stop) {
+		t.Errorf("window at the backup's end: ends %s, want %s", early.DisplayEnd(), stop)
 	}
 	later := Window{Timeline: 2, Backup: "b1", StartLSN: "0/2000100", StartTime: stop,
 		EndWAL: "000000020000000000000009", EndLSN: "0/A000000", EndTime: stop.Add(time.Hour), Complete: true}
-	if !later.End().Equal(stop.Add(time.Hour)) {
-		t.Errorf("later window: ends %s, want %s", later.End(), stop.Add(time.Hour))
+	if !later.DisplayEnd().Equal(stop.Add(time.Hour)) {
+		t.Errorf("later window: ends %s, want %s", later.DisplayEnd(), stop.Add(time.Hour))
 	}
 }

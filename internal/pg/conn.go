@@ -2,9 +2,6 @@ package pg
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -58,27 +55,4 @@ func Connect(ctx context.Context, o ConnOptions) (*pgx.Conn, error) {
 			cfg.Host, cfg.Port, cfg.User, err, Connection)
 	}
 	return conn, nil
-}
-
-// ParseLSN parses PostgreSQL's text form of a WAL location, "16/B374D848".
-func ParseLSN(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if !ok || err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%q is not a WAL location (like 16/B374D848)", s)
-	}
-	return h<<32 | l, nil
-}
-
-// FormatLSN is the inverse of ParseLSN.
-func FormatLSN(lsn uint64) string {
-	return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn))
-}
-
-// SegmentOf names the segment on timeline tli that holds the byte at lsn.
-func SegmentOf(tli uint32, lsn uint64, segSize uint32) Segment {
-	per := uint64(SegmentsPerLog(segSize))
-	n := lsn / uint64(segSize)
-	return Segment{Timeline: tli, LogID: uint32(n / per), Seg: uint32(n % per)}
 }

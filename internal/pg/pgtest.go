@@ -24,8 +24,8 @@ func FakeSegment(name string, systemID uint64, segSize uint32, seed uint64) []by
 	le := binary.LittleEndian
 	le.PutUint16(b[0:], 0xD110) // PostgreSQL 15
 	le.PutUint16(b[2:], xlpLongHeader)
-	le.PutUint32(b[4:], seg.Timeline)
-	le.PutUint64(b[8:], seg.StartLSN(segSize))
+	le.PutUint32(b[4:], uint32(seg.Timeline))
+	le.PutUint64(b[8:], uint64(seg.StartLSN(segSize)))
 	le.PutUint64(b[24:], systemID)
 	le.PutUint32(b[32:], segSize)
 	le.PutUint32(b[36:], 8192)

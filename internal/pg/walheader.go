@@ -3,6 +3,7 @@ package pg
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -24,7 +25,7 @@ const (
 // SegmentHeader is what walship reads from a segment's first page.
 type SegmentHeader struct {
 	Magic         uint16 // XLOG_PAGE_MAGIC, changes with each major version
-	PageAddr      uint64 // LSN of the first page; must match the file name
+	PageAddr      LSN    // of the first page; must match the file name
 	SystemID      uint64
 	SegSize       uint32
 	XLogBlockSize uint32
@@ -39,7 +40,7 @@ func ParseSegmentHeader(name string, page []byte) (SegmentHeader, error) {
 	le := binary.LittleEndian
 	h := SegmentHeader{
 		Magic:         le.Uint16(page[0:]),
-		PageAddr:      le.Uint64(page[8:]),
+		PageAddr:      LSN(le.Uint64(page[8:])),
 		SystemID:      le.Uint64(page[24:]),
 		SegSize:       le.Uint32(page[32:]),
 		XLogBlockSize: le.Uint32(page[36:]),
@@ -62,9 +63,22 @@ func ParseSegmentHeader(name string, page []byte) (SegmentHeader, error) {
 	}
 	if want := seg.StartLSN(h.SegSize); h.PageAddr != want {
 		return h, fmt.Errorf("%s: contents belong to another segment (page address %X/%08X, expected %X/%08X)",
-			name, h.PageAddr>>32, uint32(h.PageAddr), want>>32, uint32(want))
+			name, uint64(h.PageAddr)>>32, uint32(h.PageAddr), uint64(want)>>32, uint32(want))
 	}
 	return h, nil
+}
+
+// ReadSegmentHeader reads the first page's header of the segment file at
+// path, named name, and checks it (ParseSegmentHeader).
+func ReadSegmentHeader(path, name string) (SegmentHeader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return SegmentHeader{}, err
+	}
+	defer f.Close()
+	page := make([]byte, 64)
+	n, _ := io.ReadFull(f, page)
+	return ParseSegmentHeader(name, page[:n])
 }
 
 // ControlSystemID reads the database system identifier from

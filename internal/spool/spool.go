@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/internal/shorthash"
+	"github.com/walship/walship/internal/walshipdir"
 )
 
 // Spool is the directory of a spool.
@@ -24,7 +25,7 @@ type Spool string
 // file is a rename, and one per repository, so that segments fetched from
 // one are never handed out for another.
 func For(dest, location string) Spool {
-	return Spool(Dir(dest) + "/walship/prefetch-" + shorthash.Of(location))
+	return Spool(walshipdir.Prefetch(Dir(dest), shorthash.Of(location)))
 }
 
 // Location names a repository for For: its URL and its S3 endpoint (the
