@@ -95,7 +95,7 @@ image() {
 # written into /etc/passwd before PostgreSQL's packages are installed (which
 # keep a user that exists), so it gets uid and gid 26. minbase has no useradd
 # at that point.
-recipe="$SUITE $PACKAGES useradd-26"
+recipe="$SUITE $PACKAGES postgres-uid-26 hooks-v1" # change the tail when the hooks below change
 rootfs=$OUT/rootfs-$(echo "$recipe" | sha256sum | cut -c1-16).tar
 if [ ! -f "$rootfs" ]; then
 	say "building the Debian root filesystem ($PACKAGES) with mmdebstrap, about a minute"
@@ -104,17 +104,17 @@ if [ ! -f "$rootfs" ]; then
 		--essential-hook='echo "postgres:x:26:" >>"$1/etc/group"' \
 		--essential-hook='echo "postgres:x:26:26:PostgreSQL administrator:/var/lib/postgresql:/bin/bash" >>"$1/etc/passwd"' \
 		--customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
-		--customize-hook='chroot "$1" install -d -o postgres -g postgres -m 2775 /var/run/postgresql' \
 		"$SUITE" "$rootfs.tmp" >&2
 	mv "$rootfs.tmp" "$rootfs"
 	find "$OUT" -name 'rootfs-*.tar' ! -path "$rootfs" -delete
 	say "root filesystem built in $(($(date +%s) - start))s ($(du -h "$rootfs" | cut -f1))"
 fi
 
-image walship "$rootfs" "$ROOT/bin/walship" "$ROOT/bin/walship-k8s" -- \
+image walship "$rootfs" "$TOOLS/mkimage" "$ROOT/bin/walship" "$ROOT/bin/walship-k8s" -- \
 	-layer "$rootfs" \
 	-file "$ROOT/bin/walship:/usr/local/bin/walship" \
 	-file "$ROOT/bin/walship-k8s:/usr/local/bin/walship-k8s" \
+	-dir /run/postgresql:2775:26:26 \
 	-tag "$WALSHIP_IMAGE" -tag "$CLIENT_IMAGE" \
 	-env PGDATA=/var/lib/postgresql/data/pgdata \
 	-env "PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \

@@ -46,7 +46,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
-	var layers, files, tags, env list
+	var layers, files, dirs, tags, env list
 	out := fs.String("out", "", "archive to write")
 	user := fs.String("user", "", "user the image runs as")
 	workdir := fs.String("workdir", "", "working directory")
@@ -54,6 +54,7 @@ func run(args []string) error {
 	cmd := fs.String("cmd", "", "command, a JSON array")
 	fs.Var(&layers, "layer", "a tarball to add as a layer (repeatable)")
 	fs.Var(&files, "file", "SRC:DST[:MODE], a file for the top layer (repeatable)")
+	fs.Var(&dirs, "dir", "DST:MODE:UID:GID, a folder for the top layer (repeatable)")
 	fs.Var(&tags, "tag", "a name for the image (repeatable)")
 	fs.Var(&env, "env", "KEY=VALUE (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -73,13 +74,13 @@ func run(args []string) error {
 			return err
 		}
 	}
-	if len(files) > 0 {
+	if len(files) > 0 || len(dirs) > 0 {
 		tmp, err := os.CreateTemp(filepath.Dir(*out), ".files-*.tar")
 		if err != nil {
 			return err
 		}
 		defer os.Remove(tmp.Name())
-		if err := writeFiles(tmp, files); err != nil {
+		if err := writeFiles(tmp, files, dirs); err != nil {
 			tmp.Close()
 			return err
 		}
@@ -141,9 +142,25 @@ func jsonList(s string) ([]string, error) {
 }
 
 // writeFiles writes a tarball holding each SRC:DST[:MODE], with the folders
-// above each DST, owned by root.
-func writeFiles(w io.Writer, files []string) error {
+// above each DST, owned by root, and each folder DST:MODE:UID:GID.
+func writeFiles(w io.Writer, files, folders []string) error {
 	tw := tar.NewWriter(w)
+	for _, spec := range folders {
+		parts := strings.Split(spec, ":")
+		if len(parts) != 4 || !path.IsAbs(parts[0]) {
+			return fmt.Errorf("-dir %q: want /DST:MODE:UID:GID", spec)
+		}
+		mode, err1 := strconv.ParseInt(parts[1], 8, 32)
+		uid, err2 := strconv.Atoi(parts[2])
+		gid, err3 := strconv.Atoi(parts[3])
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return fmt.Errorf("-dir %q: %w", spec, err)
+		}
+		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(path.Clean(parts[0]), "/") + "/", Mode: mode, Uid: uid, Gid: gid}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+	}
 	dirs := map[string]bool{}
 	for _, spec := range files {
 		parts := strings.Split(spec, ":")
