@@ -135,7 +135,9 @@ spawn() {
 # --- state --------------------------------------------------------------------
 
 dir_of() { echo "$REGIONS/$1"; }
-is_up() { [ -f "$(dir_of "$1")/up" ]; }
+# is_up: the region came up and some process of it still runs (a region
+# killed with kill is not up; up clears what it left).
+is_up() { [ -f "$(dir_of "$1")/up" ] && [ -n "$(cg_pids "/wsr-$1")" ]; }
 netns_cp() { echo "wsr-$1-cp"; }
 netns_node() { echo "wsr-$1-n$2"; }
 
@@ -526,8 +528,8 @@ cmd_up() {
 	if is_up "$name"; then
 		die "region $name is already up; run '$0 down $name' first"
 	fi
-	if [ -e "$d" ]; then
-		say "region $name has leftovers from an earlier run; removing them"
+	if [ -e "$d" ] || [ -d "$CGROUPS/pids/wsr-$name" ]; then
+		say "region $name has leftovers from an earlier run (killed or crashed); removing them"
 		cmd_down "$name" >/dev/null 2>&1
 	fi
 	local start kube images
