@@ -1,7 +1,7 @@
 # walship — see README.md.
 #
 #   make demo    archive WAL from a throwaway PostgreSQL into a file:// repository
-#   make test    install what the tests need (PostgreSQL 15, MinIO, kube-apiserver), then vet and run every test
+#   make test    install what the tests need (PostgreSQL 15, MinIO, Kubernetes, the region images), then vet and run every test
 #   make images  build the images a region runs (scripts/images.sh): walship, pause, CoreDNS, the provisioner
 #   make region  start a region (scripts/region.sh up $(REGION) --nodes $(NODES)); scripts/region.sh down a stops it
 #   make generate  regenerate deepcopy, CRDs and RBAC from api/v1 and controllers/ (controller-gen)
@@ -50,7 +50,7 @@ region: images
 generate:
 	bash scripts/generate.sh
 
-test: tools build
+test: tools build images
 	$(GO) vet $(PKGS)
 	minio="$$(bash scripts/ensure-minio.sh)"; \
 	kube="$$(bash scripts/ensure-kube.sh)"; \

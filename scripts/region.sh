@@ -570,6 +570,9 @@ cmd_up() {
 	done
 	wait_for 120 "every node of region $name Ready" kubectl_in "$name" wait --for=condition=Ready node --all --timeout=5s
 	wait_for 120 "CoreDNS of region $name ready" kubectl_in "$name" -n kube-system rollout status deploy/coredns --timeout=5s
+	# The operator, installed from config/ as a user would (kubectl apply -k).
+	kubectl_in "$name" apply -k "$MANIFESTS/operator" >/dev/null
+	wait_for 120 "the walship operator of region $name ready" kubectl_in "$name" -n walship-system rollout status deploy/walship-operator --timeout=5s
 	say "region $name is up in $(($(date +%s) - start))s: $0 exec $name kubectl get nodes"
 }
 

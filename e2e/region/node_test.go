@@ -95,6 +95,19 @@ func TestOneNodeRegion(t *testing.T) {
 		}
 	})
 
+	// region.sh up installs the operator from config/ (kubectl apply -k), as
+	// a user would.
+	t.Run("OperatorInstalled", func(t *testing.T) {
+		out := r.MustKubectl(t, "-n", "walship-system", "get", "deploy", "walship-operator", "-o",
+			"jsonpath={.status.readyReplicas} {.spec.template.spec.containers[0].image}")
+		if out != "2 ghcr.io/walship/walship:dev" {
+			t.Fatalf("the operator Deployment: %q, want 2 ready replicas of ghcr.io/walship/walship:dev", out)
+		}
+		for _, crd := range []string{"clusters.postgresql.walship.io", "backups.postgresql.walship.io", "scheduledbackups.postgresql.walship.io"} {
+			r.MustKubectl(t, "get", "crd", crd)
+		}
+	})
+
 	t.Run("ServiceByAddressAndName", func(t *testing.T) {
 		r.Apply(t, echoServer("echo", ""))
 		r.Apply(t, clientPod("client", ""))
