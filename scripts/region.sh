@@ -621,6 +621,26 @@ cmd_node() {
 	esac
 }
 
+# stop_stage PIDFILE REGEX TICKS sends SIGTERM to the components matching
+# REGEX and waits up to TICKS fifths of a second for them to exit.
+stop_stage() {
+	local comp pid pids=()
+	while read -r comp pid; do
+		[[ $comp =~ ^($2) ]] && pids+=("$pid")
+	done <"$1"
+	[ ${#pids[@]} -gt 0 ] || return 0
+	kill -TERM "${pids[@]}" 2>/dev/null || true
+	local i
+	for i in $(seq 1 "$3"); do
+		local p alive=false
+		for p in "${pids[@]}"; do
+			kill -0 "$p" 2>/dev/null && alive=true
+		done
+		$alive || return 0
+		sleep 0.2
+	done
+}
+
 cmd_down() {
 	local name=${1:-}
 	[ -n "$name" ] || usage
@@ -632,22 +652,14 @@ cmd_down() {
 		return 0
 	fi
 	rm -f "$d/up"
-	# Stop the daemons gracefully, nodes first, then whatever remains in the
-	# region's cgroups (containers, shims) with SIGKILL.
+	# Stop the nodes' daemons by pid with SIGTERM (5 seconds at most), then
+	# the control plane (2 seconds: its state is deleted next, and
+	# kube-apiserver and etcd each wait for the other while shutting down),
+	# then whatever remains in the region's cgroups (containers, shims) gets
+	# SIGKILL.
 	if [ -f "$d/pids" ]; then
-		local comp pid
-		tac "$d/pids" | while read -r comp pid; do
-			kill -TERM "$pid" 2>/dev/null || true
-		done
-		local deadline=$(($(date +%s) + 10))
-		while [ "$(date +%s)" -lt "$deadline" ]; do
-			local alive=false
-			while read -r comp pid; do
-				kill -0 "$pid" 2>/dev/null && alive=true
-			done <"$d/pids"
-			$alive || break
-			sleep 0.2
-		done
+		stop_stage "$d/pids" 'containerd-|kubelet-|kube-proxy-' 25
+		stop_stage "$d/pids" 'kube-scheduler|kube-controller-manager|kube-apiserver|etcd' 10
 	fi
 	cg_kill "/wsr-$name"
 	# The mount namespaces (and with them kubelet's mounts and the pods'
