@@ -73,7 +73,12 @@ func testPGConf(t *testing.T, primary bool) {
 	}
 	writeServerFile(t, filepath.Join(p.DataDir, pgconf.ConfFile), conf)
 	writeServerFile(t, filepath.Join(p.DataDir, "pg_hba.conf"), hba)
-	p.AppendConf(pgconf.IncludeLine)
+	pgConf := filepath.Join(p.DataDir, "postgresql.conf")
+	initdbConf, err := os.ReadFile(pgConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeServerFile(t, pgConf, pgconf.EnsureInclude(string(initdbConf)))
 	p.Start()
 
 	local := "host=" + p.SocketDir + " port=" + strconv.Itoa(p.Port) + " user=postgres dbname=postgres"

@@ -26,6 +26,22 @@ const ConfFile = "walship.conf"
 // read last and its settings win over initdb's.
 const IncludeLine = "include '" + ConfFile + "'"
 
+// EnsureInclude returns postgresql.conf's text ending with IncludeLine, once:
+// walship.conf is read last, so its settings win over anything before it.
+func EnsureInclude(postgresqlConf string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(postgresqlConf, "\n") {
+		if strings.TrimSpace(l) != IncludeLine && l != "" {
+			b.WriteString(l)
+		}
+	}
+	if b.Len() > 0 && !strings.HasSuffix(b.String(), "\n") {
+		b.WriteString("\n")
+	}
+	b.WriteString(IncludeLine + "\n")
+	return b.String()
+}
+
 // ServicePort is the port of the <cluster>-rw Service standbys stream from.
 const ServicePort = 5432
 
@@ -112,7 +128,7 @@ func CheckParameters(params map[string]string) error {
 		}
 		switch k {
 		case "wal_level":
-			if l := strings.ToLower(strings.TrimSpace(v)); l != "replica" && l != "logical" {
+			if l := strings.ToLower(v); l != "replica" && l != "logical" {
 				return fmt.Errorf("postgresql.parameters: wal_level %q: walship needs replica (the default) or logical; minimal cannot archive or replicate", v)
 			}
 		case "max_wal_senders", "max_replication_slots":

@@ -101,6 +101,7 @@ func TestConfRefuses(t *testing.T) {
 		{"controlled parameter", withParams(map[string]string{"timezone": "UTC", "archive_command": "true"}), "archive_command is managed by walship"},
 		{"controlled ssl", withParams(map[string]string{"ssl": "off"}), "ssl is managed by walship"},
 		{"wal_level minimal", withParams(map[string]string{"wal_level": "minimal"}), `wal_level "minimal"`},
+		{"wal_level with a space", withParams(map[string]string{"wal_level": "logical "}), `wal_level "logical "`},
 		{"wal_level nonsense", withParams(map[string]string{"wal_level": "archive"}), `wal_level "archive"`},
 		{"lowered max_wal_senders", withParams(map[string]string{"max_wal_senders": "2"}), "max_wal_senders \"2\": must be a whole number of at least 10"},
 		{"upper-case name", withParams(map[string]string{"ARCHIVE_MODE": "on"}), `"ARCHIVE_MODE" is not a parameter name`},
@@ -186,6 +187,22 @@ func TestNoKubernetes(t *testing.T) {
 	for _, d := range strings.Fields(string(out)) {
 		if strings.HasPrefix(d, "k8s.io/") || strings.HasPrefix(d, "sigs.k8s.io/") || strings.HasSuffix(d, "/api/v1") {
 			t.Errorf("instance/pgconf depends on %s", d)
+		}
+	}
+}
+
+func TestEnsureInclude(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                    IncludeLine + "\n",
+		"port = 5432":                         "port = 5432\n" + IncludeLine + "\n",
+		"a = 1\n" + IncludeLine + "\nb = 2\n": "a = 1\nb = 2\n" + IncludeLine + "\n",
+		"a = 1\n" + IncludeLine + "\n":        "a = 1\n" + IncludeLine + "\n",
+	} {
+		if got := EnsureInclude(in); got != want {
+			t.Errorf("EnsureInclude(%q) = %q, want %q", in, got, want)
+		}
+		if got := EnsureInclude(EnsureInclude(in)); got != want {
+			t.Errorf("EnsureInclude is not idempotent on %q: %q", in, got)
 		}
 	}
 }
