@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/e2e/harness"
-	"github.com/walship/walship/restore"
+	"github.com/walship/walship/internal/pg"
 )
 
 // TestRestoredCopyDoesNotArchive: a copy restored from production and
@@ -116,7 +116,7 @@ func TestRestoreConfQuote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteString("restore_command = " + restore.ConfQuote(value) + "\n"); err != nil {
+	if _, err := f.WriteString("restore_command = " + pg.ConfQuote(value) + "\n"); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

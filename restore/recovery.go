@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/walship/walship/internal/pg"
 )
 
 // writeRecoveryFiles writes the recovery settings, tablespace_map and
@@ -82,40 +84,10 @@ func (l *layout) writeAutoConf(settings [][2]string) error {
 	}
 	fmt.Fprintf(&b, "# walship restore of backup %s at %s\n", l.m.ID, time.Now().UTC().Format(time.RFC3339))
 	for _, s := range settings {
-		fmt.Fprintf(&b, "%s = %s\n", s[0], ConfQuote(s[1]))
+		fmt.Fprintf(&b, "%s = %s\n", s[0], pg.ConfQuote(s[1]))
 	}
 	return l.writeEntry(autoConf, []byte(b.String()))
 }
-
-// ConfQuote quotes a value for postgresql.conf so that PostgreSQL reads it
-// back unchanged (its parser undoes these escapes: GUC_scanstr): a quote is
-// doubled, a backslash and every control character escaped. A newline or
-// carriage return in a value therefore never ends its line: it cannot end
-// the quotes early or start another setting. A NUL byte (\000) would cut
-// the value short; settings are refused before with checkSettings.
-func ConfQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('\'')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\'':
-			b.WriteString("''")
-		case c == '\\':
-			b.WriteString(`\\`)
-		case confEscapes[c] != "":
-			b.WriteString(confEscapes[c])
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, `\%03o`, c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
-}
-
-// confEscapes are the named escapes PostgreSQL's configuration parser knows.
-var confEscapes = map[byte]string{'\b': `\b`, '\f': `\f`, '\n': `\n`, '\r': `\r`, '\t': `\t`}
 
 // checkSettings refuses a value postgresql.auto.conf cannot hold: PostgreSQL
 // reads a NUL byte as the end of the value.

@@ -117,14 +117,23 @@ type ClusterSpec struct {
 
 // PostgresConfiguration is the server configuration.
 type PostgresConfiguration struct {
-	// Parameters go into postgresql.conf. walship manages the settings that
-	// archiving, recovery and replication depend on; they cannot be set here.
+	// Parameters go into postgresql.conf (walship.conf, which the instance
+	// manager writes; instance/pgconf renders it). walship manages the settings
+	// that archiving, recovery, replication and TLS depend on; they cannot be
+	// set here (the list is instance/pgconf.Controlled; a test keeps the two
+	// equal). wal_level may be replica (the default) or logical;
+	// max_wal_senders and max_replication_slots may be raised above walship's
+	// defaults (10 and 32).
 	// +kubebuilder:validation:MaxProperties=1000
-	// +kubebuilder:validation:XValidation:rule="!self.exists(k, k in ['archive_mode', 'archive_command', 'restore_command', 'recovery_target', 'recovery_target_time', 'recovery_target_xid', 'recovery_target_name', 'recovery_target_lsn', 'recovery_target_timeline', 'recovery_target_action', 'primary_conninfo', 'primary_slot_name', 'data_directory', 'hba_file', 'ident_file', 'config_file', 'port', 'listen_addresses', 'unix_socket_directories'])",message="postgresql.parameters must not set archive_mode, archive_command, restore_command, recovery_target*, primary_conninfo, primary_slot_name, data_directory, hba_file, ident_file, config_file, port, listen_addresses or unix_socket_directories: walship manages them (configure backup, bootstrap and replica instead)"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(k, k in ['archive_mode', 'archive_command', 'restore_command', 'recovery_target', 'recovery_target_time', 'recovery_target_xid', 'recovery_target_name', 'recovery_target_lsn', 'recovery_target_timeline', 'recovery_target_action', 'recovery_target_inclusive', 'primary_conninfo', 'primary_slot_name', 'data_directory', 'hba_file', 'ident_file', 'config_file', 'port', 'listen_addresses', 'unix_socket_directories', 'ssl', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'hot_standby'])",message="postgresql.parameters must not set archive_mode, archive_command, restore_command, recovery_target*, primary_conninfo, primary_slot_name, data_directory, hba_file, ident_file, config_file, port, listen_addresses, unix_socket_directories, ssl, ssl_cert_file, ssl_key_file, ssl_ca_file or hot_standby: walship manages them (configure backup, bootstrap and replica instead)"
+	// +kubebuilder:validation:XValidation:rule="!('wal_level' in self) || self['wal_level'] in ['replica', 'logical']",message="postgresql.parameters: wal_level must be replica (the default) or logical; minimal can neither archive nor replicate"
 	// +optional
 	Parameters map[string]string `json:"parameters,omitempty"`
 
-	// PgHBA lines are added to pg_hba.conf before walship's own rules,
+	// PgHBA lines are added to pg_hba.conf after walship's own rules (local
+	// access for the instance manager and the probes, and replication with
+	// a client certificate) and before the closing rule, which asks every
+	// other connection for a password (host all all all scram-sha-256),
 	// e.g. "hostssl all all 10.0.0.0/8 scram-sha-256".
 	// +kubebuilder:validation:MaxItems=1000
 	// +kubebuilder:validation:items:MaxLength=1024

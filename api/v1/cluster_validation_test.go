@@ -53,6 +53,7 @@ func TestValidClusterIsAcceptedWithDefaults(t *testing.T) {
 	c.Spec.Bootstrap = nil
 	c.Spec.Instances = 0
 	c.Spec.Backup.Repository.Wal = &v1.WalBackupConfiguration{}
+	c.Spec.PostgresQL.Parameters = map[string]string{"wal_level": "logical", "timezone": "Asia/Seoul"}
 	if err := env.Client.Create(ctx(t), c); err != nil {
 		t.Fatalf("a valid Cluster was rejected: %v", err)
 	}
@@ -164,6 +165,12 @@ func TestInvalidClusterIsRejected(t *testing.T) {
 		{"archive_command among the parameters", func(c *v1.Cluster) {
 			c.Spec.PostgresQL.Parameters = map[string]string{"work_mem": "64MB", "archive_command": "/bin/true"}
 		}, "postgresql.parameters must not set archive_mode, archive_command"},
+		{"ssl among the parameters", func(c *v1.Cluster) {
+			c.Spec.PostgresQL.Parameters = map[string]string{"ssl": "off"}
+		}, "postgresql.parameters must not set archive_mode, archive_command"},
+		{"wal_level minimal", func(c *v1.Cluster) {
+			c.Spec.PostgresQL.Parameters = map[string]string{"wal_level": "minimal"}
+		}, "wal_level must be replica (the default) or logical"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

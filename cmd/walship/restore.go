@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/walship/walship/internal/pg"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/restore"
 )
@@ -81,7 +82,7 @@ in the environment of the server that recovers.`,
 			fmt.Fprintf(out, "recovery target: %s on timeline %d (archive reaches %s, segment %s)\n",
 				t, res.Timeline, res.Window.EndLSN, res.Window.EndWAL)
 			fmt.Fprintln(out, archivingText(res.Archive))
-			fmt.Fprintf(out, "start PostgreSQL on %s to recover; it runs restore_command = %s\n", c.pgdata, restore.ConfQuote(res.Settings[0][1]))
+			fmt.Fprintf(out, "start PostgreSQL on %s to recover; it runs restore_command = %s\n", c.pgdata, pg.ConfQuote(res.Settings[0][1]))
 			return nil
 		},
 	}
