@@ -87,7 +87,7 @@ func newRoot() *cobra.Command {
 		return &exitError{code: 2, err: fmt.Errorf("%w (see walship %s --help)", err, cmd.Name())}
 	})
 	c.registerCommon(root.PersistentFlags())
-	root.AddCommand(walPushCmd(c), walFetchCmd(c), agentCmd(c), checkCmd(c), backupCmd(c), restoreCmd(c), verifyCmd(c), retentionCmd(c), keygenCmd(),
+	root.AddCommand(walPushCmd(c), walFetchCmd(c), agentCmd(c), checkCmd(c), backupCmd(c), restoreCmd(c), verifyCmd(c), retentionCmd(c), keygenCmd(), instanceCmd(),
 		kubeCmd("operator", "Run the Kubernetes controllers (in walship-k8s; the operator's Deployment runs this)"))
 	return root
 }
