@@ -208,11 +208,17 @@ func Bootstrap(ctx context.Context, o Options) error {
 	o.logf("initdb into %s", tmp)
 	args := []string{"-D", tmp, "--username=" + Superuser, "--auth-local=trust", "--auth-host=scram-sha-256",
 		"--encoding=" + o.InitDB.Encoding, "--lc-collate=" + o.InitDB.LocaleCollate, "--lc-ctype=" + o.InitDB.LocaleCType}
-	if o.InitDB.DataChecksums {
-		args = append(args, "--data-checksums")
-	}
-	if o.InitDB.WALSegSizeMB != 0 {
-		args = append(args, "--wal-segsize="+strconv.Itoa(o.InitDB.WALSegSizeMB))
+	// initdb's optional switches, each given when its setting asks for it.
+	for _, opt := range []struct {
+		given bool
+		arg   string
+	}{
+		{o.InitDB.DataChecksums, "--data-checksums"},
+		{o.InitDB.WALSegSizeMB != 0, "--wal-segsize=" + strconv.Itoa(o.InitDB.WALSegSizeMB)},
+	} {
+		if opt.given {
+			args = append(args, opt.arg)
+		}
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "initdb"), args...)
 	cmd.Stdout, cmd.Stderr = o.log(), o.log()
