@@ -33,6 +33,7 @@ import (
 
 	"github.com/walship/walship/instance/pgconf"
 	"github.com/walship/walship/instance/supervisor"
+	"github.com/walship/walship/internal/fsync"
 )
 
 // Superuser is the superuser initdb creates; the instance manager connects
@@ -231,7 +232,7 @@ func Bootstrap(ctx context.Context, o Options) error {
 	if err := os.Rename(tmp, o.PGData); err != nil {
 		return fmt.Errorf("moving the new data directory into place: %w", err)
 	}
-	if err := syncDir(filepath.Dir(o.PGData)); err != nil {
+	if err := fsync.Dir(filepath.Dir(o.PGData)); err != nil {
 		return err
 	}
 	o.logf("bootstrap complete: %s", o.PGData)
@@ -362,17 +363,5 @@ func writeAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return fsync.Dir(filepath.Dir(path))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/s2"
 
 	"github.com/walship/walship/internal/fault"
+	"github.com/walship/walship/internal/fsync"
 )
 
 // ErrWrongKey: the configured identities cannot decrypt the object.
@@ -358,17 +359,7 @@ func (d *Decoder) DecodeToFile(src io.Reader, path, wantName string, durable boo
 	if !durable {
 		return h, nil
 	}
-	return h, syncDir(dirOf(path))
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return h, fsync.Dir(dirOf(path))
 }
 
 type errWriter struct{ w io.Writer }

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/walship/walship/internal/fsync"
 )
 
 // tmpPrefix names in-flight uploads; List skips them and keys may not use it.
@@ -90,7 +92,7 @@ func (f *fileStore) Put(ctx context.Context, key string, body []byte, opts PutOp
 		return f.ioErr("put", p, err)
 	}
 	// The new directory entry is durable only once the directory is synced.
-	if err := syncDir(dir); err != nil {
+	if err := fsync.Dir(dir); err != nil {
 		return f.ioErr("put", p, err)
 	}
 	return nil
@@ -115,25 +117,13 @@ func (f *fileStore) ensureDir(dir string) error {
 		return f.ioErr("create directory", dir, err)
 	}
 	for d := dir; ; d = filepath.Dir(d) {
-		if err := syncDir(filepath.Dir(d)); err != nil {
+		if err := fsync.Dir(filepath.Dir(d)); err != nil {
 			return f.ioErr("create directory", dir, err)
 		}
 		if d == top {
 			return nil
 		}
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 func (f *fileStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
