@@ -475,11 +475,16 @@ start_node() {
 	local enter=(nsenter --net="/run/netns/$(netns_node "$name" "$i")" --mount="$d/ns/n$i.mnt")
 	echo "containerd-n$i $(spawn "$cg" "$d/logs/containerd-n$i.log" "${enter[@]}" containerd --config "$nd/containerd.toml")" >>"$d/pids"
 	wait_for 30 "containerd of node $i" "${enter[@]}" ctr --address /run/containerd/containerd.sock version
-	local img
-	for img in "$ROOT"/bin/images/{pause,coredns,local-path-provisioner,walship}.tar; do
-		"${enter[@]}" ctr --address /run/containerd/containerd.sock -n k8s.io images import \
-			--no-unpack=false "$img" >/dev/null || die "importing $img into node $i"
-	done
+	# The images live in the node's containerd root, which survives a node
+	# kill: only the node's first start imports them.
+	if [ ! -f "$nd/images-imported" ]; then
+		local img
+		for img in "$ROOT"/bin/images/{pause,coredns,local-path-provisioner,walship}.tar; do
+			"${enter[@]}" ctr --address /run/containerd/containerd.sock -n k8s.io images import \
+				"$img" >/dev/null || die "importing $img into node $i"
+		done
+		touch "$nd/images-imported"
+	fi
 	echo "kubelet-n$i $(spawn "$cg" "$d/logs/kubelet-n$i.log" "${enter[@]}" \
 		"$kube/kubelet" --config "$nd/kubelet.yaml" --kubeconfig "$d/kubelet-n$i.kubeconfig" \
 		--hostname-override "$node" --node-ip "$ip" --v 1)" >>"$d/pids"
