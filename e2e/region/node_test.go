@@ -33,12 +33,33 @@ func waitReady(t *testing.T, r *harness.Region, what string) {
 	}
 }
 
+// onNode is the spec line that puts a pod on node, or nothing.
+func onNode(node string) string {
+	if node == "" {
+		return ""
+	}
+	return "\n  nodeName: " + node
+}
+
+// greeting connects from pod client to host:80 and returns what the echo
+// server said. Services are programmed on each node a moment after their pod
+// is Ready, and the echo server takes one connection at a time (its readiness
+// probe is one), so a refused connection is tried again for a few seconds.
+func greeting(t *testing.T, r *harness.Region, client, host string) (string, error) {
+	t.Helper()
+	var out string
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		out, err = r.Kubectl(t, "exec", client, "--", "nc", "-w", "5", host, "80")
+		if (err == nil && strings.TrimSpace(out) != "") || time.Now().After(deadline) {
+			return strings.TrimSpace(out), err
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // clientPod is a pod of the walkthrough's client image that sleeps.
 func clientPod(name, node string) string {
-	sel := ""
-	if node != "" {
-		sel = "\n  nodeName: " + node
-	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %s, labels: {app: %s}}
@@ -49,16 +70,12 @@ spec:%s
     image: docker.io/library/postgres:15
     imagePullPolicy: IfNotPresent
     command: [sleep, infinity]
-`, name, name, sel)
+`, name, name, onNode(node))
 }
 
 // echoServer is a pod answering TCP connections on 8080 with its own name,
 // behind a Service of the same name on port 80.
 func echoServer(name, node string) string {
-	sel := ""
-	if node != "" {
-		sel = "\n  nodeName: " + node
-	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %[1]s, labels: {app: %[1]s}}
@@ -77,7 +94,7 @@ metadata: {name: %[1]s}
 spec:
   selector: {app: %[1]s}
   ports: [{port: 80, targetPort: 8080}]
-`, name, sel)
+`, name, onNode(node))
 }
 
 // TestOneNodeRegion: a one-node region is an ordinary cluster: a real kubelet
@@ -115,8 +132,8 @@ func TestOneNodeRegion(t *testing.T) {
 		waitReady(t, r, "pod/client")
 		ip := r.MustKubectl(t, "get", "svc", "echo", "-o", "jsonpath={.spec.clusterIP}")
 		for _, host := range []string{ip, "echo", "echo.default.svc", "echo.default.svc.cluster.local"} {
-			out, err := r.Kubectl(t, "exec", "client", "--", "nc", "-w", "5", host, "80")
-			if err != nil || strings.TrimSpace(out) != "hello from echo" {
+			out, err := greeting(t, r, "client", host)
+			if err != nil || out != "hello from echo" {
 				t.Errorf("client to %s:80: %q, %v; want the echo pod's greeting", host, out, err)
 			}
 		}

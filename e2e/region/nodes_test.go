@@ -23,8 +23,8 @@ func TestThreeNodeRegion(t *testing.T) {
 		r.Apply(t, clientPod("client", "three-node2"))
 		waitReady(t, r, "pod/echo")
 		waitReady(t, r, "pod/client")
-		out, err := r.Kubectl(t, "exec", "client", "--", "nc", "-w", "5", "echo", "80")
-		if err != nil || strings.TrimSpace(out) != "hello from echo" {
+		out, err := greeting(t, r, "client", "echo")
+		if err != nil || out != "hello from echo" {
 			t.Fatalf("client on node 2 to echo on node 1: %q, %v", out, err)
 		}
 	})
